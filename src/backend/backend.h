@@ -1,0 +1,112 @@
+// The backend interface: every op the models need, implemented once per backend
+// (src/backend/cpu: fp32 reference; src/backend/cuda: bf16/fp8 kernels). Model code
+// (src/models/) is written once against this class.
+//
+// Contract for every op:
+//  - Inputs and outputs are Tensor views on this backend's device, in the backend's activation
+//    dtype (activation_dtype()) unless the op says otherwise; weights come from upload_weight().
+//  - 2-D operands are "matrices": rows = numel / last dim, cols = last dim, row stride = ld().
+//  - Ops never allocate or synchronize (the CUDA backend captures the whole predict as a graph);
+//    memory comes from alloc() at load time.
+//  - Shapes are checked at the entry: a mismatch throws frt::Error(kInternal) naming the op, the
+//    operand, the expected and the actual shape.
+//
+// The op list itself lives in src/backend/ops.def (the op table): tests walk it and fail when an
+// op lacks a CPU twin, a CUDA twin (when CUDA is compiled) or a test case.
+#pragma once
+
+#include <cstdint>
+#include <initializer_list>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace frt {
+
+enum class Activation : uint8_t { kNone, kGeluTanh, kSilu };
+
+struct AttentionParams {
+  int num_q_heads = 0;
+  int num_kv_heads = 0;  // num_q_heads % num_kv_heads == 0 (MQA/GQA)
+  int head_dim = 0;
+  float scale = 0.f;  // usually 1/sqrt(head_dim)
+  // Query rows [0, blind_rows) do not see the last (num_q_rows - blind_rows) keys: Pi0's state
+  // token does not attend to the action tokens after it. 0 = every query sees every key.
+  int blind_rows = 0;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual const char* name() const = 0;  // "cpu" / "cuda"
+  virtual Device device() const = 0;
+  virtual DType activation_dtype() const = 0;
+
+  // ---- memory (load time only) ----
+  // A zero-initialized buffer living as long as the backend.
+  virtual Tensor alloc(DType dtype, std::initializer_list<int64_t> shape, const char* what) = 0;
+  // Takes an f32 host weight (after load-time transforms) and returns it in the backend's weight
+  // format (CPU: f32, keeps the buffer; CUDA: bf16 copy on the device).
+  virtual Tensor upload_weight(HostTensor&& w, const std::string& name) = 0;
+  virtual void copy_to_device(Tensor dst, const void* host_src, size_t bytes) = 0;
+  virtual void copy_to_host(void* host_dst, Tensor src, size_t bytes) = 0;
+  virtual void synchronize() = 0;
+  virtual size_t bytes_allocated() const = 0;
+
+  // ---- ops (see ops.def for the table) ----
+
+  // y[M,N] (=|+=) act(x[M,K] · w[N,K]^T + bias[N]). accumulate: y += result (residual fused).
+  virtual void linear(Tensor y, Tensor x, Tensor w, const Tensor* bias, Activation act,
+                      bool accumulate) = 0;
+  // y = (x - mean) / sqrt(var + eps) * w + b, per row.
+  virtual void layer_norm(Tensor y, Tensor x, Tensor w, Tensor b, float eps) = 0;
+  // If delta: x += delta (in place, the residual stream). Then y = x * rsqrt(mean(x^2) + eps) *
+  // scale. `scale` already holds (1 + w): the fold happens at load.
+  virtual void add_rms_norm(Tensor x, const Tensor* delta, Tensor y, Tensor scale, float eps) = 0;
+  // adaRMS with the gated residual of Pi0.5's expert. If delta: x += gate[D] * delta (gate
+  // nullptr means 1). Then y = rms(x) * (1 + mod_scale[D]) + mod_shift[D].
+  virtual void add_ada_rms_norm(Tensor x, const Tensor* delta, const Tensor* gate, Tensor y,
+                                Tensor mod_scale, Tensor mod_shift, float eps) = 0;
+  // x += gate[D] * delta, per row (the last gated residual, before the final norm's input).
+  virtual void gated_add(Tensor x, Tensor delta, Tensor gate) = 0;
+  // y[S,F] = gelu_tanh(gate_up[:, :F]) * gate_up[:, F:2F].
+  virtual void geglu(Tensor y, Tensor gate_up) = 0;
+  // y = act(x) elementwise (y may alias x).
+  virtual void activation(Tensor y, Tensor x, Activation act) = 0;
+  // Splits qkv[S, (Hq + 2 Hkv) * D] into q[S, Hq*D], k[S, Hkv*D], v[S, Hkv*D] and applies RoPE
+  // (rotate-half, theta) to q and k at positions pos_offset + row. theta == 0: no RoPE. k and v
+  // may be row slices of a KV cache.
+  virtual void qkv_split_rope(Tensor q, Tensor k, Tensor v, Tensor qkv, int num_q_heads,
+                              int num_kv_heads, int head_dim, int pos_offset, float theta) = 0;
+  // out[Sq, Hq*D] = softmax(q k^T * scale + mask) v over keys [0, Skv) of k/v [Skv, Hkv*D].
+  virtual void attention(Tensor out, Tensor q, Tensor k, Tensor v,
+                         const AttentionParams& p) = 0;
+  // SigLIP patch embedding: img[224,224,3] in [-1,1] → out[256, W] = conv14x14/stride14(img)
+  // with w[W,3,14,14] + b[W] + pos[256,W].
+  virtual void patch_embed(Tensor out, Tensor img, Tensor w, Tensor b, Tensor pos) = 0;
+  // src: u8 [H,W,3] (device); out: [out_h, out_w, 3] (224x224) in [-1, 1], computed as openpi's
+  // PyTorch model does (Observation.from_dict then resize_with_pad_torch's float branch):
+  // x = u8/255*2-1 (fp32); if H, W already equal the output size, copy. Else ratio =
+  // max(W/out_w, H/out_h), resized = int(H/ratio) x int(W/ratio), bilinear with half-pixel
+  // centers exactly like F.interpolate(align_corners=False, no antialias): scale = (float)in/out,
+  // src = max(scale*(dst+0.5)-0.5, 0), i0 = floor(src), i1 = min(i0+1, in-1), l1 = src-i0,
+  // l0 = 1-l1, out = l0h*(l0w*x00 + l1w*x01) + l1h*(l0w*x10 + l1w*x11) in fp32; clamp to [-1, 1];
+  // centered padding with -1 (the extra pixel goes bottom/right). No rounding to u8: bilinear
+  // weights of exactly 0.5 are common and rounding would make ties precision-dependent.
+  virtual void resize_pad_normalize(Tensor out, Tensor src_u8) = 0;
+  // out[T, D] = table[ids[t], :] * scale. ids: i32 [T] on the device.
+  virtual void embed_gather(Tensor out, Tensor table, Tensor ids, float scale) = 0;
+  // out[1, D] = [sin(t*2π/period_i), cos(...)], period_i = min*(max/min)^(i/(D/2-1)).
+  virtual void time_embedding(Tensor out, float t, float min_period, float max_period) = 0;
+  // x += dt * v (f32 action state).
+  virtual void euler_update(Tensor x, Tensor v, float dt) = 0;
+};
+
+// Factory: "cpu" always; "cuda" when compiled with CUDA and a GPU is present.
+std::unique_ptr<Backend> make_cpu_backend();
+std::unique_ptr<Backend> make_cuda_backend(int device_index);  // throws kNotSupported if absent
+bool cuda_available(std::string* why_not);
+
+}  // namespace frt

@@ -1,0 +1,114 @@
+// Device-side helpers shared by the CUDA op files: the Mat operand (pointer, row stride and an
+// element type chosen at run time, so every op accepts F32 or BF16 for each operand), the
+// activations in fp32, warp/block reductions and the launch-size helper. Correct-first: one
+// uniform branch per element access; the fast kernels (next step) specialize on dtypes.
+// Covered by tests/gpu/test_cuda_ops.cpp (every op).
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "backend/backend.h"
+#include "core/status.h"
+#include "core/tensor.h"
+
+namespace frt::cuda {
+
+enum ElemType : int { kElemF32 = 0, kElemBF16 = 1 };
+
+// A matrix (or vector: row 0) operand as kernels see it. p == nullptr: absent (optional operand).
+struct Mat {
+  void* p = nullptr;
+  int64_t ld = 0;  // elements between rows
+  int type = kElemF32;
+};
+
+// Host: the Mat of a checked F32/BF16 tensor (nullptr tensor pointer: an absent operand).
+inline Mat mat_of(const Tensor& t) {
+  Mat m;
+  m.p = t.data;
+  m.ld = t.ld();
+  if (t.dtype == DType::kF32)
+    m.type = kElemF32;
+  else if (t.dtype == DType::kBF16)
+    m.type = kElemBF16;
+  else
+    throw_error(Status::kInternal, "cuda: operand of dtype ", dtype_name(t.dtype),
+                " where F32 or BF16 was expected");
+  return m;
+}
+inline Mat mat_of(const Tensor* t) { return t ? mat_of(*t) : Mat{}; }
+
+__device__ __forceinline__ float load(const Mat& m, int64_t r, int64_t c) {
+  const int64_t i = r * m.ld + c;
+  if (m.type == kElemBF16) return __bfloat162float(static_cast<const __nv_bfloat16*>(m.p)[i]);
+  return static_cast<const float*>(m.p)[i];
+}
+
+__device__ __forceinline__ void store(const Mat& m, int64_t r, int64_t c, float v) {
+  const int64_t i = r * m.ld + c;
+  if (m.type == kElemBF16)
+    static_cast<__nv_bfloat16*>(m.p)[i] = __float2bfloat16_rn(v);
+  else
+    static_cast<float*>(m.p)[i] = v;
+}
+
+// The value `v` becomes once stored in `type` (the residual stream is re-read as stored).
+__device__ __forceinline__ float as_stored(int type, float v) {
+  return type == kElemBF16 ? __bfloat162float(__float2bfloat16_rn(v)) : v;
+}
+
+// Element i of an optional vector, `absent` when the operand is missing.
+__device__ __forceinline__ float load_vec(const Mat& v, int64_t i, float absent) {
+  return v.p ? load(v, 0, i) : absent;
+}
+
+// tanh approximation of GELU (PyTorch gelu(approximate="tanh")), in fp32.
+__device__ __forceinline__ float gelu_tanh(float x) {
+  const float kSqrt2OverPi = 0.7978845608028654f;
+  return 0.5f * x * (1.f + tanhf(kSqrt2OverPi * (x + 0.044715f * x * x * x)));
+}
+
+__device__ __forceinline__ float silu(float x) { return x / (1.f + expf(-x)); }
+
+__device__ __forceinline__ float apply_act(int act, float x) {
+  if (act == static_cast<int>(Activation::kGeluTanh)) return gelu_tanh(x);
+  if (act == static_cast<int>(Activation::kSilu)) return silu(x);
+  return x;
+}
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+// Sum over the block, returned to every thread. blockDim.x must be a multiple of 32 (<= 1024);
+// `red` is __shared__ float[32]. Safe to call repeatedly with the same `red`.
+__device__ __forceinline__ float block_sum(float v, float* red) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int num_warps = blockDim.x >> 5;
+  v = warp_sum(v);
+  __syncthreads();  // the previous call's readers are done with `red`
+  if (lane == 0) red[warp] = v;
+  __syncthreads();
+  return warp_sum(lane < num_warps ? red[lane] : 0.f);
+}
+
+constexpr int kThreads = 256;  // block size of the elementwise and row kernels
+
+// Blocks for a grid-stride loop over n elements (n > 0).
+inline unsigned grid_for(int64_t n, int threads = kThreads) {
+  const int64_t blocks = (n + threads - 1) / threads;
+  return static_cast<unsigned>(blocks < 65536 ? blocks : 65536);
+}
+
+}  // namespace frt::cuda

@@ -1,0 +1,167 @@
+// GEMMs of the CUDA backend: cuBLASLt plans (descriptors + the heuristic's first algorithm,
+// chosen once per shape / dtypes / row strides / pointer alignment and cached) and a plain
+// CUDA-core fallback kernel with the full linear epilogue for what cuBLASLt does not take
+// (mixed x/w dtypes such as the f32 action input, K = 0, no algorithm offered).
+// Row-major y[M,N] = x[M,K] . w[N,K]^T is column-major y^T[N,M] = w^T . x: cuBLASLt's A is w
+// (K x N, ld = ldw, transposed), B is x (K x M, ld = ldx), C = D = y (N x M, ld = ldy).
+// Covered by tests/gpu/test_cuda_ops.cpp (CudaOps.Linear, CudaOps.PatchEmbed).
+#include <algorithm>
+#include <cstdint>
+
+#include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/cuda_check.h"
+#include "backend/cuda/cuda_common.cuh"
+
+namespace frt {
+
+namespace {
+using cuda::Mat;
+
+cudaDataType_t cuda_type(const char* op, DType t) {
+  switch (t) {
+    case DType::kF32: return CUDA_R_32F;
+    case DType::kBF16: return CUDA_R_16BF;
+    default: break;
+  }
+  throw_error(Status::kInternal, op, ": GEMM operand of dtype ", dtype_name(t),
+              "; expected F32 or BF16");
+}
+
+// Largest power of two (<= 256) dividing the address and the row pitch in bytes: the alignment
+// every row of the operand really has.
+int row_alignment(const void* p, int64_t ld, DType t) {
+  const uint64_t addr = reinterpret_cast<uintptr_t>(p);
+  const uint64_t pitch = static_cast<uint64_t>(ld) * dtype_size(t);
+  int a = 256;
+  while (a > 1 && (addr % a != 0 || pitch % a != 0)) a /= 2;
+  return a;
+}
+
+Mat mat_raw(const void* p, int64_t ld, DType t) {
+  Mat m;
+  m.p = const_cast<void*>(p);
+  m.ld = ld;
+  m.type = t == DType::kBF16 ? cuda::kElemBF16 : cuda::kElemF32;
+  return m;
+}
+
+// y[m,n] (=|+=) act(sum_k x[m,k] w[n,k] + bias[n]); one thread per output, fp32 sum.
+__global__ void gemm_naive_kernel(Mat y, Mat x, Mat w, Mat bias, int act, int accumulate,
+                                  int64_t M, int64_t N, int64_t K) {
+  const int64_t total = M * N;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t m = i / N, n = i % N;
+    float s = 0.f;
+    for (int64_t k = 0; k < K; ++k) s = fmaf(cuda::load(x, m, k), cuda::load(w, n, k), s);
+    s = cuda::apply_act(act, s + cuda::load_vec(bias, n, 0.f));
+    if (accumulate) s += cuda::load(y, m, n);
+    cuda::store(y, m, n, s);
+  }
+}
+}  // namespace
+
+const CudaBackend::GemmPlan& CudaBackend::gemm_plan(const char* op, const GemmKey& key) {
+  auto it = plans_.find(key);
+  if (it != plans_.end()) return it->second;
+
+  GemmPlan plan;
+  cublasLtMatmulPreference_t pref = nullptr;
+  auto destroy = [&] {
+    if (pref) cublasLtMatmulPreferenceDestroy(pref);
+    if (plan.desc) cublasLtMatmulDescDestroy(plan.desc);
+    if (plan.a) cublasLtMatrixLayoutDestroy(plan.a);
+    if (plan.b) cublasLtMatrixLayoutDestroy(plan.b);
+    if (plan.c) cublasLtMatrixLayoutDestroy(plan.c);
+    plan = GemmPlan{};
+    pref = nullptr;
+  };
+  try {
+    const cudaDataType_t wt = cuda_type(op, static_cast<DType>(key.wt));
+    const cudaDataType_t xt = cuda_type(op, static_cast<DType>(key.xt));
+    const cudaDataType_t yt = cuda_type(op, static_cast<DType>(key.yt));
+    FRT_CUBLAS_CHECK(op, cublasLtMatmulDescCreate(&plan.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    const cublasOperation_t trans_a = CUBLAS_OP_T, trans_b = CUBLAS_OP_N;
+    FRT_CUBLAS_CHECK(op, cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_TRANSA,
+                                                        &trans_a, sizeof(trans_a)));
+    FRT_CUBLAS_CHECK(op, cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_TRANSB,
+                                                        &trans_b, sizeof(trans_b)));
+    FRT_CUBLAS_CHECK(op, cublasLtMatrixLayoutCreate(&plan.a, wt, key.K, key.N, key.ldw));
+    FRT_CUBLAS_CHECK(op, cublasLtMatrixLayoutCreate(&plan.b, xt, key.K, key.M, key.ldx));
+    FRT_CUBLAS_CHECK(op, cublasLtMatrixLayoutCreate(&plan.c, yt, key.N, key.M, key.ldy));
+
+    FRT_CUBLAS_CHECK(op, cublasLtMatmulPreferenceCreate(&pref));
+    const uint64_t ws = kLtWorkspaceBytes;
+    FRT_CUBLAS_CHECK(op, cublasLtMatmulPreferenceSetAttribute(
+                             pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
+    // Tell the heuristic how aligned the operands really are (slices of fused buffers can be
+    // 2-byte aligned); the default assumes 256 bytes.
+    const uint32_t al_a = key.align_w, al_b = key.align_x, al_c = key.align_y;
+    FRT_CUBLAS_CHECK(op, cublasLtMatmulPreferenceSetAttribute(
+                             pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al_a, sizeof(al_a)));
+    FRT_CUBLAS_CHECK(op, cublasLtMatmulPreferenceSetAttribute(
+                             pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al_b, sizeof(al_b)));
+    FRT_CUBLAS_CHECK(op, cublasLtMatmulPreferenceSetAttribute(
+                             pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al_c, sizeof(al_c)));
+    FRT_CUBLAS_CHECK(op, cublasLtMatmulPreferenceSetAttribute(
+                             pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al_c, sizeof(al_c)));
+
+    cublasLtMatmulHeuristicResult_t results[8] = {};
+    int count = 0;
+    const cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(
+        lt_, plan.desc, plan.a, plan.b, plan.c, plan.c, pref, 8, results, &count);
+    cublasLtMatmulPreferenceDestroy(pref);
+    pref = nullptr;
+    // NOT_SUPPORTED / no result: this combination has no cuBLASLt kernel; the fallback runs.
+    if (st != CUBLAS_STATUS_SUCCESS && st != CUBLAS_STATUS_NOT_SUPPORTED)
+      cuda::throw_cublas(op, "cublasLtMatmulAlgoGetHeuristic", st);
+    for (int i = 0; st == CUBLAS_STATUS_SUCCESS && i < count && !plan.ok; ++i) {
+      if (results[i].state != CUBLAS_STATUS_SUCCESS || results[i].workspaceSize > ws) continue;
+      plan.algo = results[i].algo;
+      plan.workspace = results[i].workspaceSize;
+      plan.ok = true;
+    }
+    if (!plan.ok) destroy();
+  } catch (...) {
+    destroy();
+    throw;
+  }
+  return plans_.emplace(key, plan).first->second;
+}
+
+bool CudaBackend::gemm_lt(const char* op, const Gemm& g) {
+  if (g.M <= 0 || g.N <= 0 || g.K <= 0) return false;
+  if (g.xt != g.wt) return false;
+  GemmKey key{g.M,
+              g.N,
+              g.K,
+              g.ldx,
+              g.ldw,
+              g.ldy,
+              static_cast<int>(g.xt),
+              static_cast<int>(g.wt),
+              static_cast<int>(g.yt),
+              g.accumulate ? 1 : 0,
+              row_alignment(g.x, g.ldx, g.xt),
+              row_alignment(g.w, g.ldw, g.wt),
+              row_alignment(g.y, g.ldy, g.yt)};
+  const GemmPlan& plan = gemm_plan(op, key);
+  if (!plan.ok) return false;
+  const float alpha = 1.f, beta = g.accumulate ? 1.f : 0.f;
+  FRT_CUBLAS_CHECK(op, cublasLtMatmul(lt_, plan.desc, &alpha, g.w, plan.a, g.x, plan.b, &beta,
+                                      g.y, plan.c, g.y, plan.c, &plan.algo, lt_workspace_,
+                                      kLtWorkspaceBytes, stream_));
+  return true;
+}
+
+void CudaBackend::gemm_fallback(const char* op, const Gemm& g, const Tensor* bias,
+                                Activation act) {
+  if (g.M <= 0 || g.N <= 0) return;
+  const Mat y = mat_raw(g.y, g.ldy, g.yt), x = mat_raw(g.x, g.ldx, g.xt);
+  const Mat w = mat_raw(g.w, g.ldw, g.wt), b = cuda::mat_of(bias);
+  gemm_naive_kernel<<<cuda::grid_for(g.M * g.N), cuda::kThreads, 0, stream_>>>(
+      y, x, w, b, static_cast<int>(act), g.accumulate ? 1 : 0, g.M, g.N, g.K);
+  FRT_CUDA_LAUNCH_CHECK(op);
+}
+
+}  // namespace frt

@@ -1,0 +1,106 @@
+// CUDA linear: y[M,N] (=|+=) act(x[M,K] . w[N,K]^T + bias[N]).
+//  - no bias, no activation: one cuBLASLt GEMM (beta = 1 fuses the residual add), output BF16
+//    or F32 rounded once from the fp32 accumulator;
+//  - bias and/or activation: the GEMM writes fp32 rows into the scratch (in row chunks that fit
+//    it), then linear_epilogue_kernel applies bias, activation and the residual add in fp32 and
+//    rounds once into y. (Correct first: the fast version moves this into a GEMM epilogue.)
+//  - x and w of different dtypes (the f32 action input), or no cuBLASLt algorithm: the plain
+//    fallback kernel of cuda_gemm.cu.
+// Covered by tests/gpu/test_cuda_ops.cpp (CudaOps.Linear).
+#include <algorithm>
+
+#include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/cuda_check.h"
+#include "backend/cuda/cuda_common.cuh"
+
+namespace frt {
+
+namespace {
+using cuda::Mat;
+
+// y[r, c] (=|+=) act(acc[r, c] + bias[c]) for rows x N of a packed fp32 accumulator.
+__global__ void linear_epilogue_kernel(Mat y, const float* acc, Mat bias, int act,
+                                       int accumulate, int64_t rows, int64_t N) {
+  const int64_t total = rows * N;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t r = i / N, c = i % N;
+    float v = cuda::apply_act(act, acc[i] + cuda::load_vec(bias, c, 0.f));
+    if (accumulate) v += cuda::load(y, r, c);
+    cuda::store(y, r, c, v);
+  }
+}
+
+const char* row_ptr(const void* base, int64_t row, int64_t ld, DType t) {
+  return static_cast<const char*>(base) + row * ld * static_cast<int64_t>(dtype_size(t));
+}
+}  // namespace
+
+void CudaBackend::linear(Tensor y, Tensor x, Tensor w, const Tensor* bias, Activation act,
+                         bool accumulate) {
+  const char* op = "linear";
+  const int64_t M = x.rows(), K = x.cols(), N = w.rows();
+  cuda::check_matrix(op, "x", x, M, K, {DType::kBF16, DType::kF32});
+  cuda::check_matrix(op, "w", w, N, K, {DType::kBF16, DType::kF32});
+  cuda::check_matrix(op, "y", y, M, N, {DType::kBF16, DType::kF32});
+  if (bias) cuda::check_vector(op, "bias", *bias, N, {DType::kF32, DType::kBF16});
+  cuda::check_arg(act == Activation::kNone || act == Activation::kGeluTanh ||
+                      act == Activation::kSilu,
+                  op, "unknown activation");
+  cuda::check_arg(y.data != x.data && y.data != w.data, op, "y must not alias x or w");
+  if (M == 0 || N == 0) return;
+
+  Gemm g;
+  g.M = M;
+  g.N = N;
+  g.K = K;
+  g.x = x.data;
+  g.ldx = x.ld();
+  g.xt = x.dtype;
+  g.w = w.data;
+  g.ldw = w.ld();
+  g.wt = w.dtype;
+  g.y = y.data;
+  g.ldy = y.ld();
+  g.yt = y.dtype;
+  g.accumulate = accumulate;
+
+  if (x.dtype != w.dtype || K == 0) {
+    gemm_fallback(op, g, bias, act);
+    return;
+  }
+  if (!bias && act == Activation::kNone) {
+    if (!gemm_lt(op, g)) gemm_fallback(op, g, nullptr, Activation::kNone);
+    return;
+  }
+
+  // Epilogue path: fp32 GEMM output staged in the scratch, as many rows at a time as fit.
+  const int64_t fit = static_cast<int64_t>(kScratchBytes / (static_cast<size_t>(N) * sizeof(float)));
+  cuda::check_arg(fit >= 1, op, "N too large for the epilogue scratch");
+  const int64_t chunk = std::min(M, fit);
+  float* acc = static_cast<float*>(scratch(static_cast<size_t>(chunk * N) * sizeof(float), op));
+  const Mat bm = cuda::mat_of(bias);
+  for (int64_t r0 = 0; r0 < M; r0 += chunk) {
+    const int64_t rows = std::min(chunk, M - r0);
+    Gemm part = g;
+    part.M = rows;
+    part.x = row_ptr(x.data, r0, x.ld(), x.dtype);
+    part.y = const_cast<char*>(row_ptr(y.data, r0, y.ld(), y.dtype));
+    Gemm staged = part;
+    staged.y = acc;
+    staged.ldy = N;
+    staged.yt = DType::kF32;
+    staged.accumulate = false;
+    if (!gemm_lt(op, staged)) {
+      gemm_fallback(op, part, bias, act);  // writes y directly with the full epilogue
+      continue;
+    }
+    Mat ym = cuda::mat_of(y);
+    ym.p = part.y;
+    linear_epilogue_kernel<<<cuda::grid_for(rows * N), cuda::kThreads, 0, stream_>>>(
+        ym, acc, bm, static_cast<int>(act), accumulate ? 1 : 0, rows, N);
+    FRT_CUDA_LAUNCH_CHECK(op);
+  }
+}
+
+}  // namespace frt

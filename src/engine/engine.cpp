@@ -1,0 +1,219 @@
+// Engine: load, validate, preprocess on the host side (state normalization, tokenization),
+// run the model, unnormalize.
+#include "engine/engine.h"
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+
+#include "core/log.h"
+#include "core/status.h"
+#include "io/prompt.h"
+#include "io/safetensors.h"
+
+namespace frt {
+
+namespace {
+
+std::unique_ptr<Backend> pick_backend(const std::string& hardware) {
+  if (hardware == "cpu") return make_cpu_backend();
+  std::string why;
+  const bool has_cuda = cuda_available(&why);
+  if (hardware == "cuda") {
+    if (!has_cuda)
+      throw_error(Status::kNotSupported, "load_model: hardware='cuda' but CUDA is not usable: ", why,
+                  "; use hardware='cpu' or 'auto'");
+    return make_cuda_backend(0);
+  }
+  if (hardware == "auto" || hardware.empty()) {
+    if (has_cuda) return make_cuda_backend(0);
+    log_info("no usable GPU (", why, "): running on the CPU reference backend");
+    return make_cpu_backend();
+  }
+  throw_error(Status::kInvalidArgument, "load_model: hardware='", hardware,
+              "' is not one of 'auto', 'cpu', 'cuda'");
+}
+
+NormMode to_mode(int normalization) {
+  switch (normalization) {
+    case 1: return NormMode::kQuantile;
+    case 2: return NormMode::kZScore;
+    default: return NormMode::kNone;
+  }
+}
+
+std::vector<float> standard_normal(std::mt19937_64& rng, int64_t n) {
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  std::vector<float> v(static_cast<size_t>(n));
+  for (float& x : v) x = dist(rng);
+  return v;
+}
+
+}  // namespace
+
+Engine::Engine(const std::string& dir, const LoadRequest& req) : dir_(dir) {
+  if (!std::filesystem::is_directory(dir))
+    throw_error(Status::kNotFound, "load_model: checkpoint directory '", dir,
+                "' does not exist (make a synthetic one with `flashrt make-checkpoint`)");
+  SafetensorsCheckpoint ckpt(dir);
+  dims_ = detect_dims(ckpt, dir, req.config);
+  if (dims_.arch != Arch::kPi05)
+    throw_error(Status::kNotSupported, "load_model: ", dir, " is a ", arch_name(dims_.arch),
+                " checkpoint; this build runs pi05 only (pi0 support is issue #6)");
+  opts_ = resolve_options(req.options, dims_.arch);
+  mode_ = to_mode(opts_.normalization);
+
+  stats_ = read_norm_stats(find_norm_stats(dir, opts_.norm_stats_asset));
+  if (mode_ == NormMode::kQuantile &&
+      (stats_.actions.q01.empty() || stats_.state.q01.empty()))
+    throw_error(Status::kInvalidArgument, stats_.path,
+                ": quantile normalization needs q01/q99 for state and actions; pass "
+                "normalization='zscore' or use stats with quantiles");
+  tokenizer_ = std::make_unique<Tokenizer>(find_tokenizer(opts_.tokenizer_path, dir));
+  if (tokenizer_->vocab_size() > dims_.vocab)
+    throw_error(Status::kInvalidArgument, tokenizer_->path(), ": tokenizer has ",
+                tokenizer_->vocab_size(), " pieces but the embedding table only ", dims_.vocab,
+                " rows; wrong tokenizer for this checkpoint?");
+
+  part_params_.assign(7, 0);
+  for (const WeightSpec& s : weight_table(dims_)) {
+    if (s.optional && !ckpt.find(s.name)) continue;
+    int64_t n = 1;
+    for (int64_t x : s.shape) n *= x;
+    part_params_[static_cast<int>(s.part)] += n;
+  }
+
+  backend_ = pick_backend(req.hardware);
+  dumps_.bind(backend_.get());
+  model_ = std::make_unique<Pi05Model>(*backend_, ckpt, dims_, opts_);
+  for (int i = 0; i < opts_.num_views; ++i)
+    raw_views_.push_back(backend_->alloc(DType::kU8, {kMaxImagePixels * 3}, "raw_view"));
+  token_ids_ = backend_->alloc(DType::kI32, {opts_.max_token_len}, "token_ids");
+  x_ = backend_->alloc(DType::kF32, {opts_.action_horizon, dims_.action_dim}, "actions");
+  rng_.seed(opts_.seed);
+  prompt_ = opts_.default_prompt;
+}
+
+Engine::~Engine() = default;
+
+int64_t Engine::params_in(Part part) const { return part_params_[static_cast<int>(part)]; }
+
+void Engine::set_prompt(const std::string& prompt) { prompt_ = prompt; }
+
+void Engine::check_images(const Observation& obs) const {
+  const int n = static_cast<int>(obs.images.size());
+  if (n < 1 || n > opts_.num_views)
+    throw_error(Status::kInvalidArgument, "predict: got ", n, " image(s); this model was loaded ",
+                "with num_views=", opts_.num_views, ", so 1..", opts_.num_views,
+                " are allowed (pass None for a missing view)");
+  int present = 0;
+  for (int i = 0; i < n; ++i) {
+    const ImageInput& im = obs.images[i];
+    if (!im.data) continue;
+    ++present;
+    if (im.channels != 3)
+      throw_error(Status::kInvalidArgument, "predict: images[", i, "] has ", im.channels,
+                  " channels; expected 3 (RGB, HxWx3)");
+    if (im.height < 1 || im.width < 1)
+      throw_error(Status::kInvalidArgument, "predict: images[", i, "] has size ", im.height, "x",
+                  im.width, "; expected positive height and width");
+    if (static_cast<int64_t>(im.height) * im.width > kMaxImagePixels)
+      throw_error(Status::kInvalidArgument, "predict: images[", i, "] is ", im.height, "x",
+                  im.width, "; at most ", kMaxImagePixels,
+                  " pixels are accepted (the model sees 224x224): downscale it first");
+  }
+  if (present == 0)
+    throw_error(Status::kInvalidArgument, "predict: every image is absent; at least one view ",
+                "(the base camera) is needed");
+}
+
+std::vector<float> Engine::normalized_state(const Observation& obs) const {
+  std::vector<float> s(obs.state, obs.state + obs.state_dim);
+  for (int i = 0; i < obs.state_dim; ++i)
+    if (!std::isfinite(s[i]))
+      throw_error(Status::kInvalidArgument, "predict: state[", i, "] is ", s[i],
+                  "; every state value must be finite");
+  if (static_cast<size_t>(obs.state_dim) > stats_.state.dim())
+    throw_error(Status::kInvalidArgument, "predict: state has ", obs.state_dim,
+                " values but the norm stats (", stats_.path, ") cover ", stats_.state.dim(),
+                "; pass the robot's own state vector");
+  normalize(s, stats_.state, mode_);
+  return s;
+}
+
+void Engine::predict(const Observation& obs, std::vector<float>& actions) {
+  check_images(obs);
+  const std::string prompt = obs.prompt ? std::string(obs.prompt) : prompt_;
+  if (prompt.empty() && !obs.prompt)
+    throw_error(Status::kInvalidArgument, "predict: no prompt given and no default prompt set; ",
+                "pass prompt=... or call set_prompt()");
+  const bool state_in_prompt = opts_.discrete_state_input == 1;
+  std::vector<float> state;
+  if (obs.state) {
+    state = normalized_state(obs);
+  } else if (state_in_prompt) {
+    throw_error(Status::kInvalidArgument, "predict: this pi05 model puts the robot state into the ",
+                "prompt (discrete_state_input=1), so state is required; pass state=... or load ",
+                "with discrete_state_input=0");
+  }
+  const int H = opts_.action_horizon, D = dims_.action_dim;
+  if (obs.noise && obs.noise_len != static_cast<int64_t>(H) * D)
+    throw_error(Status::kInvalidArgument, "predict: noise has ", obs.noise_len,
+                " values; expected action_horizon x action_dim = ", H, "x", D, " = ", H * D);
+  std::vector<float> noise =
+      obs.noise ? std::vector<float>(obs.noise, obs.noise + obs.noise_len) : standard_normal(rng_, H * D);
+  for (size_t i = 0; i < noise.size(); ++i)
+    if (!std::isfinite(noise[i]))
+      throw_error(Status::kInvalidArgument, "predict: noise[", i, "] is not finite");
+
+  TokenizedPrompt tp = tokenize_prompt(*tokenizer_, prompt, state_in_prompt ? &state : nullptr,
+                                       state_in_prompt, opts_.max_token_len);
+  dumps_.clear();
+
+  ModelInputs in;
+  for (int slot = 0; slot < opts_.num_views; ++slot) {
+    Tensor view;
+    if (slot < static_cast<int>(obs.images.size()) && obs.images[slot].data) {
+      const ImageInput& im = obs.images[slot];
+      const int64_t n = static_cast<int64_t>(im.height) * im.width * 3;
+      view = make_view(raw_views_[slot].data, DType::kU8, backend_->device(),
+                       {im.height, im.width, 3});
+      if (im.is_float) {
+        // Float frames in [0, 1] are quantized as the camera would: round(x * 255).
+        std::vector<uint8_t> u8(static_cast<size_t>(n));
+        const float* f = static_cast<const float*>(im.data);
+        for (int64_t k = 0; k < n; ++k) {
+          const float v = f[k];
+          if (!(v >= 0.f && v <= 1.f))
+            throw_error(Status::kInvalidArgument, "predict: images[", slot, "] has value ", v,
+                        " at flat index ", k, "; float images must lie in [0, 1]");
+          u8[k] = static_cast<uint8_t>(std::lrint(v * 255.f));
+        }
+        backend_->copy_to_device(view, u8.data(), u8.size());
+      } else {
+        backend_->copy_to_device(view, im.data, static_cast<size_t>(n));
+      }
+    }
+    in.views.push_back(view);
+  }
+  backend_->copy_to_device(token_ids_, tp.ids.data(), tp.ids.size() * sizeof(int32_t));
+  in.token_ids = make_view(token_ids_.data, DType::kI32, backend_->device(),
+                           {static_cast<int64_t>(tp.ids.size())});
+  in.num_tokens = static_cast<int>(tp.ids.size());
+  backend_->copy_to_device(x_, noise.data(), noise.size() * sizeof(float));
+  in.x = x_;
+  if (dumps_.enabled()) {
+    HostTensor h(DType::kF32, {static_cast<int64_t>(tp.ids.size())});
+    for (size_t i = 0; i < tp.ids.size(); ++i) h.as<float>()[i] = static_cast<float>(tp.ids[i]);
+    dumps_.record_host("prompt_ids", std::move(h));
+  }
+
+  model_->predict(in, dumps_);
+
+  actions.resize(static_cast<size_t>(H) * D);
+  backend_->synchronize();
+  backend_->copy_to_host(actions.data(), x_, actions.size() * sizeof(float));
+  unnormalize_rows(actions.data(), H, D, stats_.actions, mode_);
+}
+
+}  // namespace frt

@@ -1,0 +1,89 @@
+// The engine behind the C ABI: loads a checkpoint directory (weights, norm stats, tokenizer),
+// picks the backend, validates every predict input, turns an observation into model inputs
+// (state normalization, prompt tokenization, uploads) and the model output into unnormalized
+// actions. One Engine = one model instance; calls on it are serialized by the caller (the C ABI
+// takes a per-model mutex).
+// Tests: tests/python/test_python_api.py, tests/python/test_reference_parity.py.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "backend/backend.h"
+#include "io/norm_stats.h"
+#include "io/tokenizer.h"
+#include "models/blocks.h"
+#include "models/model_config.h"
+#include "models/pi05.h"
+
+namespace frt {
+
+struct LoadRequest {
+  std::string config = "auto";    // "pi05" / "pi0" / "auto"
+  std::string hardware = "auto";  // "auto" / "cpu" / "cuda"
+  ModelOptions options;
+};
+
+struct ImageInput {
+  const void* data = nullptr;  // nullptr: masked / absent view
+  int height = 0, width = 0, channels = 0;
+  bool is_float = false;       // f32 in [0, 1] (else u8)
+};
+
+struct Observation {
+  std::vector<ImageInput> images;
+  const char* prompt = nullptr;  // nullptr → the engine's current prompt
+  const float* state = nullptr;
+  int state_dim = 0;
+  const float* noise = nullptr;
+  int64_t noise_len = 0;
+};
+
+class Engine {
+ public:
+  Engine(const std::string& checkpoint_dir, const LoadRequest& req);
+  ~Engine();
+
+  // Writes horizon x action_dim unnormalized actions.
+  void predict(const Observation& obs, std::vector<float>& actions);
+
+  void set_prompt(const std::string& prompt);
+  const std::string& prompt() const { return prompt_; }
+  Dumps& dumps() { return dumps_; }
+
+  const ModelDims& dims() const { return dims_; }
+  const ModelOptions& options() const { return opts_; }
+  const Backend& backend() const { return *backend_; }
+  const NormStatsFile& norm_stats() const { return stats_; }
+  NormMode norm_mode() const { return mode_; }
+  int64_t params_in(Part part) const;
+
+  // Largest raw image accepted (pixels); larger ones get an error asking to downscale.
+  static constexpr int64_t kMaxImagePixels = 2048LL * 2048LL;
+
+ private:
+  void check_images(const Observation& obs) const;
+  std::vector<float> normalized_state(const Observation& obs) const;
+
+  std::string dir_;
+  ModelDims dims_;
+  ModelOptions opts_;
+  NormStatsFile stats_;
+  NormMode mode_ = NormMode::kQuantile;
+  std::unique_ptr<Tokenizer> tokenizer_;
+  std::unique_ptr<Backend> backend_;
+  std::unique_ptr<Pi05Model> model_;
+  Dumps dumps_;
+  std::string prompt_;
+  std::mt19937_64 rng_;
+  std::vector<int64_t> part_params_;
+  // Device-side inputs (allocated once at load).
+  std::vector<Tensor> raw_views_;  // per slot: u8 [kMaxImagePixels * 3]
+  Tensor token_ids_;               // i32 [max_token_len]
+  Tensor x_;                       // f32 [horizon, action_dim]
+};
+
+}  // namespace frt

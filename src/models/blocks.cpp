@@ -1,0 +1,186 @@
+// SigLIP encoder, Gemma prefix pass and action-expert layer (shared by Pi0.5 and Pi0).
+#include "models/blocks.h"
+
+#include <cmath>
+
+#include "core/status.h"
+
+namespace frt {
+
+namespace {
+constexpr float kLayerNormEps = 1e-6f;  // SigLIP
+constexpr float kRmsEps = 1e-6f;        // Gemma
+constexpr float kRopeTheta = 10000.f;
+
+Tensor rows(Tensor t, int64_t n) { return t.row_slice(0, n); }
+}  // namespace
+
+void Dumps::record(const std::string& name, Tensor t) {
+  if (!enabled_ || !be_) return;
+  HostTensor h(DType::kF32, {t.rows(), t.cols()});
+  if (t.dtype == DType::kF32 && t.contiguous()) {
+    be_->copy_to_host(h.data(), t, h.nbytes());
+  } else {
+    // Strided or narrow views: copy row by row, widening to f32.
+    std::vector<uint8_t> row(static_cast<size_t>(t.cols()) * dtype_size(t.dtype));
+    for (int64_t r = 0; r < t.rows(); ++r) {
+      Tensor one = t.row_slice(r, 1);
+      be_->copy_to_host(row.data(), one, row.size());
+      convert_to_f32(row.data(), t.dtype, h.as<float>() + r * t.cols(), t.cols());
+    }
+  }
+  store_[name] = std::move(h);
+}
+
+const HostTensor* Dumps::find(const std::string& name) const {
+  auto it = store_.find(name);
+  return it == store_.end() ? nullptr : &it->second;
+}
+
+std::vector<std::string> Dumps::names() const {
+  std::vector<std::string> out;
+  for (const auto& kv : store_) out.push_back(kv.first);
+  return out;
+}
+
+Workspace make_workspace(Backend& be, const ModelDims& d, int num_views, int max_tokens,
+                         int max_suffix) {
+  const DType a = be.activation_dtype();
+  Workspace ws;
+  const VisionDims& v = d.vision;
+  const int np = v.num_patches();
+  ws.image = be.alloc(a, {v.image, v.image, 3}, "image");
+  ws.vis_x = be.alloc(a, {np, v.width}, "vis_x");
+  ws.vis_n = be.alloc(a, {np, v.width}, "vis_n");
+  ws.vis_qkv = be.alloc(a, {np, 3 * v.width}, "vis_qkv");
+  ws.vis_attn = be.alloc(a, {np, v.width}, "vis_attn");
+  ws.vis_h = be.alloc(a, {np, v.mlp}, "vis_h");
+
+  const GemmaDims& g = d.llm;
+  const int P = num_views * np + max_tokens;
+  ws.max_prefix = P;
+  ws.max_suffix = max_suffix;
+  const int qkv_cols = (g.heads + 2 * g.kv_heads) * g.head_dim;
+  ws.prefix_x = be.alloc(a, {P, g.width}, "prefix_x");
+  ws.prefix_n = be.alloc(a, {P, g.width}, "prefix_n");
+  ws.prefix_qkv = be.alloc(a, {P, qkv_cols}, "prefix_qkv");
+  ws.prefix_q = be.alloc(a, {P, g.heads * g.head_dim}, "prefix_q");
+  ws.prefix_attn = be.alloc(a, {P, g.heads * g.head_dim}, "prefix_attn");
+  ws.prefix_gu = be.alloc(a, {P, 2 * g.mlp}, "prefix_gate_up");
+  ws.prefix_h = be.alloc(a, {P, g.mlp}, "prefix_h");
+  for (int l = 0; l < g.layers; ++l) {
+    ws.k_cache.push_back(be.alloc(a, {P + max_suffix, g.kv_heads * g.head_dim}, "k_cache"));
+    ws.v_cache.push_back(be.alloc(a, {P + max_suffix, g.kv_heads * g.head_dim}, "v_cache"));
+  }
+
+  const GemmaDims& e = d.expert;
+  const int S = max_suffix;
+  ws.sx = be.alloc(a, {S, e.width}, "suffix_x");
+  ws.sn = be.alloc(a, {S, e.width}, "suffix_n");
+  ws.sqkv = be.alloc(a, {S, (e.heads + 2 * e.kv_heads) * e.head_dim}, "suffix_qkv");
+  ws.sq = be.alloc(a, {S, e.heads * e.head_dim}, "suffix_q");
+  ws.sattn = be.alloc(a, {S, e.heads * e.head_dim}, "suffix_attn");
+  ws.so = be.alloc(a, {S, e.width}, "suffix_out");
+  ws.sgu = be.alloc(a, {S, 2 * e.mlp}, "suffix_gate_up");
+  ws.sh = be.alloc(a, {S, e.mlp}, "suffix_h");
+  ws.velocity = be.alloc(DType::kF32, {S, d.action_dim}, "velocity");
+  return ws;
+}
+
+void encode_view(Backend& be, const Pi0Weights& w, const ModelDims& d, Workspace& ws,
+                 Tensor raw_u8, Tensor out, Dumps& dumps, int slot) {
+  const VisionDims& v = d.vision;
+  const std::string tag = std::to_string(slot);
+  be.resize_pad_normalize(ws.image, raw_u8);
+  dumps.record("image." + tag, ws.image.reshape({v.image * v.image, 3}));
+  be.patch_embed(ws.vis_x, ws.image, w.patch_w, w.patch_b, w.pos_emb);
+  const AttentionParams ap{v.heads, v.heads, v.head_dim,
+                           1.0f / std::sqrt(static_cast<float>(v.head_dim)), 0};
+  for (const SiglipLayerWeights& l : w.vision) {
+    // Pre-LN block: x += attn(LN1(x)); x += mlp(LN2(x)). Residuals fused into the GEMMs.
+    be.layer_norm(ws.vis_n, ws.vis_x, l.ln1_w, l.ln1_b, kLayerNormEps);
+    be.linear(ws.vis_qkv, ws.vis_n, l.qkv_w, &l.qkv_b, Activation::kNone, false);
+    be.attention(ws.vis_attn, ws.vis_qkv.col_slice(0, v.width),
+                 ws.vis_qkv.col_slice(v.width, v.width),
+                 ws.vis_qkv.col_slice(2 * v.width, v.width), ap);
+    be.linear(ws.vis_x, ws.vis_attn, l.o_w, &l.o_b, Activation::kNone, true);
+    be.layer_norm(ws.vis_n, ws.vis_x, l.ln2_w, l.ln2_b, kLayerNormEps);
+    be.linear(ws.vis_h, ws.vis_n, l.fc1_w, &l.fc1_b, Activation::kGeluTanh, false);
+    be.linear(ws.vis_x, ws.vis_h, l.fc2_w, &l.fc2_b, Activation::kNone, true);
+  }
+  be.layer_norm(ws.vis_n, ws.vis_x, w.post_ln_w, w.post_ln_b, kLayerNormEps);
+  be.linear(out, ws.vis_n, w.proj_w, &w.proj_b, Activation::kNone, false);
+  dumps.record("vision_tokens." + tag, out);
+}
+
+void prefix_pass(Backend& be, const Pi0Weights& w, const ModelDims& d, Workspace& ws, int P,
+                 Dumps& dumps) {
+  const GemmaDims& g = d.llm;
+  const int q_cols = g.heads * g.head_dim;
+  const AttentionParams ap{g.heads, g.kv_heads, g.head_dim,
+                           1.0f / std::sqrt(static_cast<float>(g.head_dim)), 0};
+  Tensor x = rows(ws.prefix_x, P), n = rows(ws.prefix_n, P), qkv = rows(ws.prefix_qkv, P);
+  Tensor q = rows(ws.prefix_q, P), attn = rows(ws.prefix_attn, P);
+  Tensor gu = rows(ws.prefix_gu, P), h = rows(ws.prefix_h, P);
+  for (int l = 0; l < g.layers; ++l) {
+    const GemmaLayerWeights& lw = w.llm[l];
+    Tensor k = rows(ws.k_cache[l], P), v = rows(ws.v_cache[l], P);
+    be.add_rms_norm(x, nullptr, n, lw.input_scale, kRmsEps);
+    be.linear(qkv, n, lw.qkv_w, nullptr, Activation::kNone, false);
+    // Tokens are compacted (padding and masked views dropped), so position = row index.
+    be.qkv_split_rope(q, k, v, qkv, g.heads, g.kv_heads, g.head_dim, 0, kRopeTheta);
+    dumps.record("prefix_k." + std::to_string(l), k);
+    dumps.record("prefix_v." + std::to_string(l), v);
+    if (l + 1 == g.layers) break;  // the last layer only has to produce K and V
+    be.attention(attn, q, k, v, ap);
+    be.linear(x, attn, lw.o_w, nullptr, Activation::kNone, true);
+    be.add_rms_norm(x, nullptr, n, lw.post_scale, kRmsEps);
+    be.linear(gu, n, lw.gate_up_w, nullptr, Activation::kNone, false);
+    be.geglu(h, gu);
+    be.linear(x, h, lw.down_w, nullptr, Activation::kNone, true);
+    (void)q_cols;
+  }
+}
+
+void expert_norm(Backend& be, Workspace& ws, int S, const PendingResidual& pending,
+                 const ExpertNorm& norm, float eps) {
+  Tensor x = rows(ws.sx, S), n = rows(ws.sn, S);
+  Tensor delta;
+  const Tensor* dp = nullptr;
+  if (pending.delta) {
+    delta = rows(*pending.delta, S);
+    dp = &delta;
+  }
+  if (norm.ada) {
+    be.add_ada_rms_norm(x, dp, dp ? pending.gate : nullptr, n, norm.scale, norm.shift, eps);
+  } else {
+    FRT_CHECK(!pending.gate, "a gated residual needs an adaRMS norm");
+    be.add_rms_norm(x, dp, n, norm.rms_scale, eps);
+  }
+}
+
+void expert_layer(Backend& be, const GemmaLayerWeights& lw, const GemmaDims& g, Workspace& ws,
+                  int layer, int P, int S, const ExpertNorm& in, const ExpertNorm& post,
+                  PendingResidual& pending, int blind_rows) {
+  const AttentionParams ap{g.heads, g.kv_heads, g.head_dim,
+                           1.0f / std::sqrt(static_cast<float>(g.head_dim)), blind_rows};
+  expert_norm(be, ws, S, pending, in, kRmsEps);
+  Tensor n = rows(ws.sn, S), qkv = rows(ws.sqkv, S), q = rows(ws.sq, S);
+  Tensor attn = rows(ws.sattn, S), o = rows(ws.so, S);
+  // Suffix K/V go right after the prefix's in this layer's cache: one contiguous key range.
+  Tensor k_new = ws.k_cache[layer].row_slice(P, S), v_new = ws.v_cache[layer].row_slice(P, S);
+  be.linear(qkv, n, lw.qkv_w, nullptr, Activation::kNone, false);
+  be.qkv_split_rope(q, k_new, v_new, qkv, g.heads, g.kv_heads, g.head_dim, P, kRopeTheta);
+  be.attention(attn, q, ws.k_cache[layer].row_slice(0, P + S),
+               ws.v_cache[layer].row_slice(0, P + S), ap);
+  be.linear(o, attn, lw.o_w, nullptr, Activation::kNone, false);
+  pending = PendingResidual{&ws.so, in.ada ? &in.gate : nullptr};
+  expert_norm(be, ws, S, pending, post, kRmsEps);
+  Tensor gu = rows(ws.sgu, S), h = rows(ws.sh, S);
+  be.linear(gu, n, lw.gate_up_w, nullptr, Activation::kNone, false);
+  be.geglu(h, gu);
+  be.linear(o, h, lw.down_w, nullptr, Activation::kNone, false);
+  pending = PendingResidual{&ws.so, post.ada ? &post.gate : nullptr};
+}
+
+}  // namespace frt

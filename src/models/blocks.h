@@ -1,0 +1,92 @@
+// Building blocks shared by Pi0.5 and Pi0, written once against the Backend interface:
+// the SigLIP encoder of one view, the Gemma prefix pass that fills the KV cache, and one action
+// expert layer. Buffers are allocated once (Workspace) for the largest shapes the loaded
+// configuration allows; the blocks take row counts and use row slices of them.
+// Every intermediate that tests compare has a stable name (see Dumps).
+#pragma once
+
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "backend/backend.h"
+#include "core/tensor.h"
+#include "models/model_config.h"
+#include "models/weights.h"
+
+namespace frt {
+
+// Named intermediates of the last predict, copied to host f32 when enabled
+// ("image.0", "vision_tokens.0", "prefix_embeddings", "prefix_k.3", "velocity.0", ...).
+class Dumps {
+ public:
+  void bind(Backend* be) { be_ = be; }
+  void set_enabled(bool on) { enabled_ = on; if (!on) store_.clear(); }
+  bool enabled() const { return enabled_; }
+  void clear() { store_.clear(); }
+  void record(const std::string& name, Tensor t);  // no-op when disabled
+  void record_host(const std::string& name, HostTensor&& t) {
+    if (enabled_) store_[name] = std::move(t);
+  }
+  const HostTensor* find(const std::string& name) const;
+  std::vector<std::string> names() const;
+
+ private:
+  Backend* be_ = nullptr;
+  bool enabled_ = false;
+  std::map<std::string, HostTensor> store_;
+};
+
+struct Workspace {
+  // vision (one view at a time)
+  Tensor image;      // [224, 224, 3]
+  Tensor vis_x, vis_n, vis_qkv, vis_attn, vis_h;
+  // prefix
+  Tensor prefix_x, prefix_n, prefix_qkv, prefix_q, prefix_attn, prefix_gu, prefix_h;
+  // KV cache per layer: [max_prefix + max_suffix, KV * hd] holding [prefix ; suffix]
+  std::vector<Tensor> k_cache, v_cache;
+  // expert (suffix)
+  Tensor sx, sn, sqkv, sq, sattn, so, sgu, sh;
+  Tensor velocity;  // [max_suffix, action_dim]
+  int max_prefix = 0, max_suffix = 0;
+};
+
+Workspace make_workspace(Backend& be, const ModelDims& d, int num_views, int max_tokens,
+                         int max_suffix);
+
+// One view: raw u8 [H, W, 3] → projected tokens written into `out` [num_patches, llm width].
+void encode_view(Backend& be, const Pi0Weights& w, const ModelDims& d, Workspace& ws,
+                 Tensor raw_u8, Tensor out, Dumps& dumps, int slot);
+
+// Prefix pass over ws.prefix_x rows [0, P): fills k_cache/v_cache rows [0, P) of every layer.
+// The last layer's attention output and MLP are skipped: nothing reads them.
+void prefix_pass(Backend& be, const Pi0Weights& w, const ModelDims& d, Workspace& ws, int P,
+                 Dumps& dumps);
+
+// The residual update that the next norm must apply first: x += gate * delta (gate may be
+// absent: plain residual).
+struct PendingResidual {
+  const Tensor* delta = nullptr;
+  const Tensor* gate = nullptr;
+};
+
+// Normalization of one expert norm site: adaRMS (Pi0.5: scale/shift rows) or (1 + w) RMSNorm.
+struct ExpertNorm {
+  Tensor scale, shift, gate;  // adaRMS; gate multiplies the residual branch this norm opens
+  Tensor rms_scale;           // plain RMSNorm when adaRMS is not used
+  bool ada = false;
+};
+
+// Applies `pending` to the suffix stream ws.sx[0:S) and normalizes into ws.sn.
+void expert_norm(Backend& be, Workspace& ws, int S, const PendingResidual& pending,
+                 const ExpertNorm& norm, float eps);
+
+// One expert layer over suffix rows [0, S) at positions [P, P + S), attending to [prefix ; suffix]
+// in the layer's KV cache. Leaves the MLP output in ws.so as the pending residual of the next norm
+// (gated by post.gate for adaRMS).
+void expert_layer(Backend& be, const GemmaLayerWeights& lw, const GemmaDims& g, Workspace& ws,
+                  int layer, int P, int S, const ExpertNorm& in, const ExpertNorm& post,
+                  PendingResidual& pending, int blind_rows);
+
+}  // namespace frt

@@ -1,0 +1,82 @@
+// Pi0.5 predict, top to bottom as in openpi's PI0Pytorch.sample_actions (pi05 = True).
+#include "models/pi05.h"
+
+#include <cmath>
+
+#include "core/status.h"
+
+namespace frt {
+
+namespace {
+constexpr float kRmsEps = 1e-6f;
+
+// The adaRMS (scale, shift, gate) rows precomputed at load for step s and norm site i.
+ExpertNorm ada_norm(const Tensor& mod, int step, int site, int sites, int width) {
+  const int64_t base = (static_cast<int64_t>(step) * sites + site) * 3;
+  Tensor all = mod.reshape({mod.numel() / width, width});
+  ExpertNorm n;
+  n.ada = true;
+  n.scale = all.row_slice(base + 0, 1);
+  n.shift = all.row_slice(base + 1, 1);
+  n.gate = all.row_slice(base + 2, 1);
+  return n;
+}
+}  // namespace
+
+Pi05Model::Pi05Model(Backend& be, const SafetensorsCheckpoint& ckpt, const ModelDims& dims,
+                     const ModelOptions& opts)
+    : be_(be), dims_(dims), opts_(opts) {
+  FRT_CHECK(dims.arch == Arch::kPi05, "Pi05Model needs a pi05 checkpoint");
+  w_ = load_pi0_weights(be, ckpt, dims, opts.num_steps);
+  ws_ = make_workspace(be, dims, opts.num_views, opts.max_token_len, opts.action_horizon);
+  schedule_ = flow_schedule(opts.num_steps);
+}
+
+void Pi05Model::predict(ModelInputs& in, Dumps& dumps) {
+  const ModelDims& d = dims_;
+  const int np = d.vision.num_patches();
+  const int H = static_cast<int>(in.x.rows());
+  FRT_CHECK(H <= ws_.max_suffix, "horizon ", H, " > workspace ", ws_.max_suffix);
+  FRT_CHECK(in.num_tokens >= 1 && in.num_tokens <= opts_.max_token_len, "token count");
+
+  // 1. Prefix embeddings: image tokens of each present view (masked views are dropped, not
+  //    computed), then the text tokens scaled by sqrt(width) as openpi does (fp32 constant).
+  int P = 0;
+  for (size_t slot = 0; slot < in.views.size(); ++slot) {
+    if (!in.views[slot].data) continue;
+    encode_view(be_, w_, d, ws_, in.views[slot], ws_.prefix_x.row_slice(P, np), dumps,
+                static_cast<int>(slot));
+    P += np;
+  }
+  const float text_scale = static_cast<float>(std::sqrt(static_cast<double>(d.llm.width)));
+  be_.embed_gather(ws_.prefix_x.row_slice(P, in.num_tokens), w_.embed, in.token_ids, text_scale);
+  P += in.num_tokens;
+  dumps.record("prefix_embeddings", ws_.prefix_x.row_slice(0, P));
+
+  // 2. Prefix pass: every layer's K (after RoPE) and V for positions [0, P).
+  prefix_pass(be_, w_, d, ws_, P, dumps);
+
+  // 3. Flow matching: x = noise, t = 1 → 0 in num_steps Euler steps of the expert.
+  const GemmaDims& e = d.expert;
+  const int sites = 2 * e.layers + 1;
+  const float dt = -1.0f / static_cast<float>(opts_.num_steps);
+  for (size_t s = 0; s < schedule_.size(); ++s) {
+    const int step = static_cast<int>(s);
+    be_.linear(ws_.sx.row_slice(0, H), in.x, w_.action_in_w, &w_.action_in_b, Activation::kNone,
+               false);
+    std::vector<ExpertNorm> norms;  // kept alive: PendingResidual points at their gates
+    for (int i = 0; i < sites; ++i) norms.push_back(ada_norm(w_.adarms_mod, step, i, sites, e.width));
+    PendingResidual pending;
+    for (int l = 0; l < e.layers; ++l)
+      expert_layer(be_, w_.expert[l], e, ws_, l, P, H, norms[2 * l], norms[2 * l + 1], pending, 0);
+    expert_norm(be_, ws_, H, pending, norms[sites - 1], kRmsEps);
+    Tensor v = ws_.velocity.row_slice(0, H);
+    be_.linear(v, ws_.sn.row_slice(0, H), w_.action_out_w, &w_.action_out_b, Activation::kNone,
+               false);
+    if (step == 0) dumps.record("velocity.0", v);
+    be_.euler_update(in.x, v, dt);
+  }
+  dumps.record("actions_normalized", in.x);
+}
+
+}  // namespace frt

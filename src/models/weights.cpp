@@ -1,0 +1,254 @@
+// Loading the Pi0-family weights: check every tensor against the weight table, apply the
+// load-time transforms (fusions, (1 + w) folds, Pi0.5 adaRMS precompute) and upload.
+#include "models/weights.h"
+
+#include <cmath>
+#include <cstring>
+#include <map>
+#include <set>
+
+#include "core/log.h"
+#include "core/status.h"
+#include "io/safetensors.h"
+
+namespace frt {
+
+namespace {
+
+const std::string kPrefix = "paligemma_with_expert.";
+const std::string kVision = kPrefix + "paligemma.model.vision_tower.vision_model.";
+const std::string kLlm = kPrefix + "paligemma.model.language_model.";
+const std::string kExpert = kPrefix + "gemma_expert.model.";
+
+std::string layer_key(const std::string& base, int i, const std::string& rest) {
+  return base + "layers." + std::to_string(i) + "." + rest;
+}
+
+// Reads tensors as f32 with the shape the weight table expects.
+class Reader {
+ public:
+  Reader(const SafetensorsCheckpoint& ckpt, const ModelDims& dims) : ckpt_(ckpt) {
+    for (WeightSpec& s : weight_table(dims)) specs_.emplace(s.name, std::move(s));
+    check_all_present();
+  }
+
+  // Lists every missing required tensor at once (not just the first).
+  void check_all_present() const {
+    const std::string tied = kPrefix + "paligemma.lm_head.weight";
+    std::vector<std::string> missing;
+    for (const auto& [name, spec] : specs_) {
+      if (spec.optional || name == tied) continue;  // the table has two possible names
+      if (!ckpt_.find(name)) missing.push_back(name);
+    }
+    if (missing.empty()) return;
+    std::string list;
+    for (size_t i = 0; i < missing.size() && i < 10; ++i) list += "\n  " + missing[i];
+    throw_error(Status::kNotFound, ckpt_.dir(), ": ", missing.size(),
+                " required tensor(s) missing:", list, missing.size() > 10 ? "\n  ..." : "",
+                "\nIs this a complete openpi PyTorch export of a ",
+                "Pi0-family model? (`flashrt inspect DIR` lists what the file holds)");
+  }
+
+  HostTensor f32(const std::string& name) {
+    auto it = specs_.find(name);
+    FRT_CHECK(it != specs_.end(), "weight '", name, "' is not in the weight table");
+    used_.insert(name);
+    return ckpt_.load_f32(name, it->second.shape);
+  }
+
+  // Concatenates tensors along dim 0 (fused projections).
+  HostTensor concat_rows(const std::vector<std::string>& names) {
+    std::vector<HostTensor> parts;
+    int64_t rows = 0;
+    for (const std::string& n : names) {
+      parts.push_back(f32(n));
+      rows += parts.back().shape()[0];
+    }
+    std::vector<int64_t> shape = parts[0].shape();
+    shape[0] = rows;
+    HostTensor out(DType::kF32, shape);
+    char* dst = static_cast<char*>(out.data());
+    for (const HostTensor& p : parts) {
+      std::memcpy(dst, p.data(), p.nbytes());
+      dst += p.nbytes();
+    }
+    return out;
+  }
+
+  // Gemma RMSNorm weight folded to (1 + w).
+  HostTensor one_plus(const std::string& name) {
+    HostTensor t = f32(name);
+    float* p = t.as<float>();
+    for (int64_t i = 0; i < t.numel(); ++i) p[i] = 1.0f + p[i];
+    return t;
+  }
+
+  void mark_used(const std::string& name) { used_.insert(name); }
+
+  // Reports keys of the file that the model does not use (as a warning: exporters add extras).
+  void report_unused() const {
+    std::vector<std::string> extra;
+    for (const std::string& n : ckpt_.names()) {
+      auto it = specs_.find(n);
+      const bool known_unused = it != specs_.end() && it->second.part == Part::kUnused;
+      if (!used_.count(n) && !known_unused) extra.push_back(n);
+    }
+    if (!extra.empty()) {
+      std::string list;
+      for (size_t i = 0; i < extra.size() && i < 8; ++i) list += "\n  " + extra[i];
+      log_warning(ckpt_.dir(), ": ", extra.size(), " tensor(s) in the checkpoint are not used by ",
+                  "the model:", list, extra.size() > 8 ? "\n  ..." : "");
+    }
+  }
+
+ private:
+  const SafetensorsCheckpoint& ckpt_;
+  std::map<std::string, WeightSpec> specs_;
+  std::set<std::string> used_;
+};
+
+Tensor up(Backend& be, HostTensor&& t, const std::string& name) {
+  return be.upload_weight(std::move(t), name);
+}
+
+GemmaLayerWeights load_gemma_layer(Backend& be, Reader& r, const std::string& base, int i,
+                                   bool ada) {
+  GemmaLayerWeights w;
+  auto k = [&](const std::string& rest) { return layer_key(base, i, rest); };
+  if (!ada) {
+    w.input_scale = up(be, r.one_plus(k("input_layernorm.weight")), k("input_layernorm.weight"));
+    w.post_scale = up(be, r.one_plus(k("post_attention_layernorm.weight")),
+                      k("post_attention_layernorm.weight"));
+  }
+  w.qkv_w = up(be,
+               r.concat_rows({k("self_attn.q_proj.weight"), k("self_attn.k_proj.weight"),
+                              k("self_attn.v_proj.weight")}),
+               k("self_attn.qkv"));
+  w.o_w = up(be, r.f32(k("self_attn.o_proj.weight")), k("self_attn.o_proj.weight"));
+  w.gate_up_w = up(be, r.concat_rows({k("mlp.gate_proj.weight"), k("mlp.up_proj.weight")}),
+                   k("mlp.gate_up"));
+  w.down_w = up(be, r.f32(k("mlp.down_proj.weight")), k("mlp.down_proj.weight"));
+  return w;
+}
+
+// Pi0.5: cond_s = silu(time_mlp_out(silu(time_mlp_in(sinusoid(t_s))))) and, for every adaRMS
+// norm n, mod = n.dense(cond_s) = (scale, shift, gate). Evaluated with the CPU reference backend
+// in fp32 whatever the target backend is: 117 M dense parameters never reach the device.
+HostTensor precompute_adarms(Reader& r, const ModelDims& d, int num_steps) {
+  const int W = d.expert.width;
+  const int L = d.expert.layers;
+  std::unique_ptr<Backend> cpu = make_cpu_backend();
+  auto load = [&](const std::string& name) { return cpu->upload_weight(r.f32(name), name); };
+  Tensor tin_w = load("time_mlp_in.weight"), tin_b = load("time_mlp_in.bias");
+  Tensor tout_w = load("time_mlp_out.weight"), tout_b = load("time_mlp_out.bias");
+  std::vector<std::string> dense;
+  for (int i = 0; i < L; ++i) {
+    dense.push_back(layer_key(kExpert, i, "input_layernorm.dense"));
+    dense.push_back(layer_key(kExpert, i, "post_attention_layernorm.dense"));
+  }
+  dense.push_back(kExpert + "norm.dense");
+  std::vector<Tensor> dense_w, dense_b;
+  for (const std::string& n : dense) {
+    dense_w.push_back(load(n + ".weight"));
+    dense_b.push_back(load(n + ".bias"));
+  }
+  const std::vector<float> ts = flow_schedule(num_steps);
+  const int steps = static_cast<int>(ts.size());
+  const int norms = static_cast<int>(dense.size());
+  HostTensor mod(DType::kF32, {steps, norms, 3, W});
+  Tensor emb = cpu->alloc(DType::kF32, {1, W}, "time_emb");
+  Tensor hid = cpu->alloc(DType::kF32, {1, W}, "time_hidden");
+  Tensor cond = cpu->alloc(DType::kF32, {1, W}, "time_cond");
+  for (int s = 0; s < steps; ++s) {
+    cpu->time_embedding(emb, ts[s], 4e-3f, 4.0f);
+    cpu->linear(hid, emb, tin_w, &tin_b, Activation::kSilu, false);
+    cpu->linear(cond, hid, tout_w, &tout_b, Activation::kSilu, false);
+    for (int n = 0; n < norms; ++n) {
+      float* dst = mod.as<float>() + (static_cast<int64_t>(s) * norms + n) * 3 * W;
+      Tensor out = make_view(dst, DType::kF32, Device::kCpu, {1, 3 * W});
+      cpu->linear(out, cond, dense_w[n], &dense_b[n], Activation::kNone, false);
+    }
+  }
+  return mod;
+}
+
+}  // namespace
+
+std::vector<float> flow_schedule(int num_steps) {
+  // Mirrors openpi's fp32 loop so the step count and the t values match bit for bit.
+  const float dt = -1.0f / static_cast<float>(num_steps);
+  std::vector<float> ts;
+  for (float t = 1.0f; t >= -dt / 2.0f; t += dt) ts.push_back(t);
+  return ts;
+}
+
+Pi0Weights load_pi0_weights(Backend& be, const SafetensorsCheckpoint& ckpt, const ModelDims& d,
+                            int num_steps) {
+  Reader r(ckpt, d);
+  Pi0Weights w;
+  // Vision tower.
+  w.patch_w = up(be, r.f32(kVision + "embeddings.patch_embedding.weight"), "patch_embedding.weight");
+  w.patch_b = up(be, r.f32(kVision + "embeddings.patch_embedding.bias"), "patch_embedding.bias");
+  w.pos_emb = up(be, r.f32(kVision + "embeddings.position_embedding.weight"), "position_embedding");
+  const std::string enc = kVision + "encoder.";
+  for (int i = 0; i < d.vision.layers; ++i) {
+    auto k = [&](const std::string& rest) { return layer_key(enc, i, rest); };
+    SiglipLayerWeights l;
+    l.ln1_w = up(be, r.f32(k("layer_norm1.weight")), k("layer_norm1.weight"));
+    l.ln1_b = up(be, r.f32(k("layer_norm1.bias")), k("layer_norm1.bias"));
+    l.qkv_w = up(be,
+                 r.concat_rows({k("self_attn.q_proj.weight"), k("self_attn.k_proj.weight"),
+                                k("self_attn.v_proj.weight")}),
+                 k("self_attn.qkv.weight"));
+    l.qkv_b = up(be,
+                 r.concat_rows({k("self_attn.q_proj.bias"), k("self_attn.k_proj.bias"),
+                                k("self_attn.v_proj.bias")}),
+                 k("self_attn.qkv.bias"));
+    l.o_w = up(be, r.f32(k("self_attn.out_proj.weight")), k("self_attn.out_proj.weight"));
+    l.o_b = up(be, r.f32(k("self_attn.out_proj.bias")), k("self_attn.out_proj.bias"));
+    l.ln2_w = up(be, r.f32(k("layer_norm2.weight")), k("layer_norm2.weight"));
+    l.ln2_b = up(be, r.f32(k("layer_norm2.bias")), k("layer_norm2.bias"));
+    l.fc1_w = up(be, r.f32(k("mlp.fc1.weight")), k("mlp.fc1.weight"));
+    l.fc1_b = up(be, r.f32(k("mlp.fc1.bias")), k("mlp.fc1.bias"));
+    l.fc2_w = up(be, r.f32(k("mlp.fc2.weight")), k("mlp.fc2.weight"));
+    l.fc2_b = up(be, r.f32(k("mlp.fc2.bias")), k("mlp.fc2.bias"));
+    w.vision.push_back(l);
+  }
+  w.post_ln_w = up(be, r.f32(kVision + "post_layernorm.weight"), "post_layernorm.weight");
+  w.post_ln_b = up(be, r.f32(kVision + "post_layernorm.bias"), "post_layernorm.bias");
+  const std::string proj = kPrefix + "paligemma.model.multi_modal_projector.linear.";
+  w.proj_w = up(be, r.f32(proj + "weight"), "projector.weight");
+  w.proj_b = up(be, r.f32(proj + "bias"), "projector.bias");
+
+  // Embedding table: openpi's tied lm_head, or an untied embed_tokens from other exporters.
+  const std::string emb_key = embedding_key(ckpt);
+  r.mark_used(emb_key);
+  w.embed = up(be, ckpt.load_f32(emb_key, {d.vocab, d.llm.width}), "embed_tokens");
+
+  // The LLM's final norm is never read: Pi0/Pi0.5 use only the prefix KV cache.
+  r.mark_used(kLlm + "norm.weight");
+  for (int i = 0; i < d.llm.layers; ++i) w.llm.push_back(load_gemma_layer(be, r, kLlm, i, false));
+
+  const bool pi05 = d.arch == Arch::kPi05;
+  for (int i = 0; i < d.expert.layers; ++i)
+    w.expert.push_back(load_gemma_layer(be, r, kExpert, i, pi05));
+  if (pi05) {
+    w.adarms_mod = up(be, precompute_adarms(r, d, num_steps), "adarms_modulation");
+  } else {
+    w.expert_final_scale = up(be, r.one_plus(kExpert + "norm.weight"), "expert.norm.weight");
+    w.state_w = up(be, r.f32("state_proj.weight"), "state_proj.weight");
+    w.state_b = up(be, r.f32("state_proj.bias"), "state_proj.bias");
+    w.action_time_in_w = up(be, r.f32("action_time_mlp_in.weight"), "action_time_mlp_in.weight");
+    w.action_time_in_b = up(be, r.f32("action_time_mlp_in.bias"), "action_time_mlp_in.bias");
+    w.action_time_out_w = up(be, r.f32("action_time_mlp_out.weight"), "action_time_mlp_out.weight");
+    w.action_time_out_b = up(be, r.f32("action_time_mlp_out.bias"), "action_time_mlp_out.bias");
+  }
+  w.action_in_w = up(be, r.f32("action_in_proj.weight"), "action_in_proj.weight");
+  w.action_in_b = up(be, r.f32("action_in_proj.bias"), "action_in_proj.bias");
+  w.action_out_w = up(be, r.f32("action_out_proj.weight"), "action_out_proj.weight");
+  w.action_out_b = up(be, r.f32("action_out_proj.bias"), "action_out_proj.bias");
+  r.report_unused();
+  return w;
+}
+
+}  // namespace frt

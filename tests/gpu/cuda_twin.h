@@ -1,0 +1,321 @@
+// Twin buffers for the CUDA op tests: every operand exists on the CPU reference backend (f32)
+// and on the CUDA backend (its own dtype, usually bf16) with the same values — random inputs
+// are rounded to bf16 first, so the comparison measures kernel error, not input rounding.
+// Buffers carry guard rows / elements around the view an op sees; outputs start as NaN on both
+// sides. compare() prints "LABEL name: cos=... max_abs=... worst_index=..." and fails the test
+// past the tolerance; check_guards() fails when a CUDA op wrote outside its outputs' views.
+// Used by tests/gpu/test_cuda_*.cpp. Header-only (the GPU test binary globs test_*.cpp only).
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <deque>
+#include <memory>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "backend/backend.h"
+#include "core/status.h"
+#include "core/tensor.h"
+
+namespace frt::gpu_test {
+
+// ---- tolerances, in one place ----
+struct Tol {
+  double min_cos;          // cosine(got, want) >= min_cos
+  double max_abs_rel;      // max |got - want| <= max_abs_rel * max |want|
+  bool round_want_bf16;    // compare against the reference rounded to bf16 (exact bf16 stages)
+};
+// bf16 storage / bf16 GEMM operands: ~8 mantissa bits per stored value.
+inline constexpr Tol kBf16Tol{0.999, 2e-2, false};
+// f32 outputs computed in fp32 from identical inputs (order of sums may differ).
+inline constexpr Tol kF32Tol{0.999999, 1e-5, false};
+// f32 outputs of long fp32 reductions with exp / reordered sums (attention) vs the fp64 CPU.
+inline constexpr Tol kF32LongTol{0.99999, 1e-4, false};
+// Bit-exact f32 stages (resize's integer stage, euler update).
+inline constexpr Tol kExact{1.0, 0.0, false};
+// Bit-exact up to the final rounding to bf16.
+inline constexpr Tol kExactBf16{1.0, 0.0, true};
+
+inline float round_bf16(float v) { return bf16_to_f32(f32_to_bf16(v)); }
+
+inline uint64_t seed_of(const std::string& s) {
+  uint64_t h = 1469598103934665603ull;  // FNV-1a
+  for (char c : s) h = (h ^ static_cast<uint8_t>(c)) * 1099511628211ull;
+  return h;
+}
+
+struct Twin {
+  std::string what;
+  Tensor cpu_full, gpu_full;  // 1-D allocations
+  Tensor cpu, gpu;            // the views ops receive
+  int64_t off = 0, rows = 0, cols = 0, ld = 0;  // the view inside the full buffer, in elements
+  std::vector<uint8_t> gpu_init;                // gpu_full's bytes as uploaded
+  bool output = false;                          // the view may change
+};
+
+struct WeightTwin {
+  Tensor cpu, gpu;
+  std::vector<float> values;
+};
+
+class TwinSet {
+ public:
+  TwinSet(Backend& cpu, Backend& gpu, const std::string& label)
+      : cpu_(cpu), gpu_(gpu), label_(label), rng_(seed_of(label)) {}
+
+  const std::string& label() const { return label_; }
+
+  // Uniform in [lo, hi), rounded to bf16, never exactly 0.
+  std::vector<float> random(int64_t n, float lo = -1.f, float hi = 1.f) {
+    std::uniform_real_distribution<float> dist(lo, hi);
+    std::vector<float> v(static_cast<size_t>(n));
+    for (float& x : v) {
+      do x = round_bf16(dist(rng_));
+      while (x == 0.f);
+    }
+    return v;
+  }
+  int random_int(int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng_); }
+
+  // A [rows, cols] input at column col0 of rows with stride ld (0: cols), between guard rows.
+  Twin& matrix(const std::string& what, int64_t rows, int64_t cols, DType gpu_dtype,
+               float lo = -1.f, float hi = 1.f, int64_t ld = 0, int64_t col0 = 0) {
+    const int64_t lde = ld ? ld : cols;
+    return make(what, rows, cols, lde, lde + col0, (rows + 2) * lde, gpu_dtype,
+                random((rows + 2) * lde, lo, hi), false, {});
+  }
+  // An output: NaN everywhere on both sides (an op must write every element it owns).
+  Twin& output(const std::string& what, int64_t rows, int64_t cols, DType gpu_dtype,
+               int64_t ld = 0, int64_t col0 = 0) {
+    const int64_t lde = ld ? ld : cols;
+    Twin& t = make(what, rows, cols, lde, lde + col0, (rows + 2) * lde, gpu_dtype,
+                   std::vector<float>((rows + 2) * lde, std::nanf("")), false, {});
+    t.output = true;
+    return t;
+  }
+  // A contiguous n-D input with `values` (numel), 64 guard elements on each side.
+  Twin& nd(const std::string& what, const std::vector<int64_t>& shape, DType gpu_dtype,
+           const std::vector<float>& values) {
+    const int64_t n = static_cast<int64_t>(values.size());
+    std::vector<float> full = random(n + 128);
+    std::copy(values.begin(), values.end(), full.begin() + 64);
+    return make(what, 1, n, n, 64, n + 128, gpu_dtype, full, false, shape);
+  }
+  Twin& nd_output(const std::string& what, const std::vector<int64_t>& shape, DType gpu_dtype) {
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    Twin& t = make(what, 1, n, n, 64, n + 128, gpu_dtype,
+                   std::vector<float>(n + 128, std::nanf("")), false, shape);
+    t.output = true;
+    return t;
+  }
+  // Integer data (u8 images, i32 ids): the same bytes on both sides, no guards.
+  Twin& raw(const std::string& what, DType dtype, const std::vector<int64_t>& shape,
+            const void* bytes) {
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    Twin t;
+    t.what = what;
+    t.rows = 1;
+    t.cols = t.ld = n;
+    t.cpu_full = cpu_.alloc(dtype, {n}, what.c_str());
+    t.gpu_full = gpu_.alloc(dtype, {n}, what.c_str());
+    const size_t nb = static_cast<size_t>(n) * dtype_size(dtype);
+    cpu_.copy_to_device(t.cpu_full, bytes, nb);
+    gpu_.copy_to_device(t.gpu_full, bytes, nb);
+    t.gpu_init.assign(static_cast<const uint8_t*>(bytes), static_cast<const uint8_t*>(bytes) + nb);
+    t.cpu = make_view(t.cpu_full.data, dtype, Device::kCpu, shape);
+    t.gpu = make_view(t.gpu_full.data, dtype, Device::kCuda, shape);
+    twins_.push_back(std::move(t));
+    return twins_.back();
+  }
+  // A weight through upload_weight on both backends (values bf16-exact, so dtype choice is free).
+  WeightTwin weight(const std::vector<int64_t>& shape, const std::string& name, float lo = -1.f,
+                    float hi = 1.f) {
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    WeightTwin w;
+    w.values = random(n, lo, hi);
+    HostTensor hc(DType::kF32, shape), hg(DType::kF32, shape);
+    std::memcpy(hc.data(), w.values.data(), hc.nbytes());
+    std::memcpy(hg.data(), w.values.data(), hg.nbytes());
+    w.cpu = cpu_.upload_weight(std::move(hc), name);
+    w.gpu = gpu_.upload_weight(std::move(hg), name);
+    return w;
+  }
+  void mark_output(Twin& t) { t.output = true; }
+
+  // Every CUDA buffer's bytes (graph-capture test: compare two runs of the same ops).
+  std::vector<std::vector<uint8_t>> gpu_snapshot() {
+    std::vector<std::vector<uint8_t>> all;
+    for (const Twin& t : twins_) {
+      all.emplace_back(t.gpu_full.nbytes());
+      gpu_.copy_to_host(all.back().data(), t.gpu_full, all.back().size());
+    }
+    return all;
+  }
+  // Puts every CUDA buffer back to its uploaded bytes (inputs and NaN-poisoned outputs).
+  void gpu_reset() {
+    for (const Twin& t : twins_) gpu_.copy_to_device(t.gpu_full, t.gpu_init.data(), t.gpu_init.size());
+    gpu_.synchronize();
+  }
+
+  // The view's rows x cols as f32 (packed), from the CPU (gpu = false) or the CUDA side.
+  std::vector<float> read(const Twin& t, bool gpu) {
+    Backend& be = gpu ? gpu_ : cpu_;
+    const Tensor& full = gpu ? t.gpu_full : t.cpu_full;
+    std::vector<uint8_t> bytes(full.nbytes());
+    be.copy_to_host(bytes.data(), full, bytes.size());
+    std::vector<float> all(static_cast<size_t>(full.numel()));
+    convert_to_f32(bytes.data(), full.dtype, all.data(), all.size());
+    std::vector<float> out(static_cast<size_t>(t.rows * t.cols));
+    for (int64_t r = 0; r < t.rows; ++r)
+      for (int64_t c = 0; c < t.cols; ++c) out[r * t.cols + c] = all[t.off + r * t.ld + c];
+    return out;
+  }
+
+  // Compares the CUDA view with the CPU view; prints one line; fails the test past `tol`.
+  bool compare(const std::string& name, const Twin& t, Tol tol) {
+    const std::vector<float> want = read(t, false), got = read(t, true);
+    double dot = 0, nw = 0, ng = 0, max_abs = 0, max_ref = 0;
+    int64_t worst = 0, first_bad = -1, nonfinite = 0;
+    for (size_t i = 0; i < want.size(); ++i) {
+      const double w = tol.round_want_bf16 ? round_bf16(want[i]) : want[i], g = got[i];
+      if (!std::isfinite(w) || !std::isfinite(g)) {
+        if (nonfinite++ == 0) first_bad = static_cast<int64_t>(i);
+        continue;
+      }
+      dot += w * g;
+      nw += w * w;
+      ng += g * g;
+      max_ref = std::max(max_ref, std::fabs(w));
+      const double e = std::fabs(w - g);
+      if (e > max_abs) {
+        max_abs = e;
+        worst = static_cast<int64_t>(i);
+      }
+    }
+    if (first_bad >= 0) worst = first_bad;  // report the first NaN/inf instead
+    const double cos = nw == 0 && ng == 0 ? 1.0 : dot / std::sqrt(nw * ng);
+    const bool ok = nonfinite == 0 && !want.empty() && cos >= tol.min_cos - 1e-12 &&
+                    max_abs <= tol.max_abs_rel * max_ref;
+    std::ostringstream os;
+    os << label_ << " " << name << ": cos=" << cos << " max_abs=" << max_abs << " ("
+       << (max_ref > 0 ? max_abs / max_ref : 0.0) << " of max|ref| " << max_ref
+       << ") worst_index=" << worst << " [row " << worst / std::max<int64_t>(t.cols, 1)
+       << ", col " << worst % std::max<int64_t>(t.cols, 1) << "] got="
+       << (want.empty() ? 0.f : got[worst]) << " want=" << (want.empty() ? 0.f : want[worst])
+       << " nonfinite=" << nonfinite << (ok ? "" : "  FAIL");
+    std::printf("%s\n", os.str().c_str());
+    std::fflush(stdout);
+    if (!ok) ADD_FAILURE() << os.str();
+    return ok;
+  }
+
+  // Every CUDA buffer's bytes outside the output views are as uploaded.
+  void check_guards() {
+    for (const Twin& t : twins_) {
+      std::vector<uint8_t> now(t.gpu_full.nbytes());
+      gpu_.copy_to_host(now.data(), t.gpu_full, now.size());
+      const size_t es = dtype_size(t.gpu_full.dtype);
+      int64_t bad = 0, first = -1;
+      for (int64_t e = 0; e < t.gpu_full.numel(); ++e) {
+        const int64_t rel = e - t.off;
+        const bool in_view = rel >= 0 && rel / t.ld < t.rows && rel % t.ld < t.cols;
+        if (t.output && in_view) continue;
+        if (std::memcmp(now.data() + e * es, t.gpu_init.data() + e * es, es) != 0) {
+          if (bad++ == 0) first = e;
+        }
+      }
+      if (bad)
+        ADD_FAILURE() << label_ << ": " << bad << " element(s) of CUDA buffer '" << t.what
+                      << "' changed outside the op's outputs (first at element " << first
+                      << " of the allocation, view offset " << t.off << ", ld " << t.ld << ")";
+    }
+  }
+
+ private:
+  Twin& make(const std::string& what, int64_t rows, int64_t cols, int64_t ld, int64_t off,
+             int64_t total, DType gpu_dtype, const std::vector<float>& full_values, bool output,
+             const std::vector<int64_t>& nd_shape) {
+    Twin t;
+    t.what = what;
+    t.rows = rows;
+    t.cols = cols;
+    t.ld = ld;
+    t.off = off;
+    t.output = output;
+    t.cpu_full = cpu_.alloc(DType::kF32, {total}, what.c_str());
+    t.gpu_full = gpu_.alloc(gpu_dtype, {total}, what.c_str());
+    cpu_.copy_to_device(t.cpu_full, full_values.data(), full_values.size() * sizeof(float));
+    t.gpu_init = encode(full_values, gpu_dtype);
+    gpu_.copy_to_device(t.gpu_full, t.gpu_init.data(), t.gpu_init.size());
+    t.cpu = view(t.cpu_full, off, rows, cols, ld, nd_shape);
+    t.gpu = view(t.gpu_full, off, rows, cols, ld, nd_shape);
+    twins_.push_back(std::move(t));
+    return twins_.back();
+  }
+
+  static Tensor view(const Tensor& full, int64_t off, int64_t rows, int64_t cols, int64_t ld,
+                     const std::vector<int64_t>& nd_shape) {
+    void* p = static_cast<char*>(full.data) + off * static_cast<int64_t>(dtype_size(full.dtype));
+    if (!nd_shape.empty()) return make_view(p, full.dtype, full.device, nd_shape);
+    Tensor v = make_view(p, full.dtype, full.device, {rows, cols});
+    if (ld != cols) v.row_stride = ld;
+    return v;
+  }
+
+  static std::vector<uint8_t> encode(const std::vector<float>& values, DType dtype) {
+    std::vector<uint8_t> out(values.size() * dtype_size(dtype));
+    for (size_t i = 0; i < values.size(); ++i) {
+      if (dtype == DType::kF32) {
+        std::memcpy(out.data() + 4 * i, &values[i], 4);
+      } else if (dtype == DType::kBF16) {
+        const uint16_t h = f32_to_bf16(values[i]);
+        std::memcpy(out.data() + 2 * i, &h, 2);
+      } else {
+        throw_error(Status::kInternal, "cuda_twin: cannot encode floats as ", dtype_name(dtype));
+      }
+    }
+    return out;
+  }
+
+  Backend& cpu_;
+  Backend& gpu_;
+  std::string label_;
+  std::mt19937_64 rng_;
+  std::deque<Twin> twins_;  // stable references
+};
+
+// Fixture: skips without a usable GPU; a CPU reference and a CUDA backend per test.
+class CudaOps : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string why;
+    if (!frt::cuda_available(&why)) GTEST_SKIP() << why;
+    cpu_ = make_cpu_backend();
+    gpu_ = make_cuda_backend(0);
+  }
+  Backend& cpu() { return *cpu_; }
+  Backend& gpu() { return *gpu_; }
+
+  std::unique_ptr<Backend> cpu_, gpu_;
+};
+
+inline const char* act_name(Activation a) {
+  switch (a) {
+    case Activation::kGeluTanh: return "gelu";
+    case Activation::kSilu: return "silu";
+    case Activation::kNone: break;
+  }
+  return "none";
+}
+
+}  // namespace frt::gpu_test

@@ -1,0 +1,103 @@
+// `flashrt`: the command-line frontend. Dispatches to the subcommands (cmd_*.cpp) and owns the
+// exit-code contract: 0 success, 1 runtime error ("flashrt <cmd>: error: <message>"),
+// 2 usage error (message + usage line on stderr).
+// Tests: tests/python/test_cli.py.
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <string>
+
+#include "cli_common.h"
+#include "core/status.h"
+#include "flashrt/flashrt.hpp"
+
+namespace {
+
+using frt::cli::UsageError;
+
+int not_implemented(const char* name, const char* issue, const char* what, int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--help") == 0 || std::strcmp(argv[i], "-h") == 0) {
+      std::printf("usage: flashrt %s\n\n%s\nNot implemented yet (issue %s).\n", name, what, issue);
+      return 0;
+    }
+  }
+  std::fprintf(stderr, "flashrt %s: not implemented yet (issue %s)\n", name, issue);
+  return 1;
+}
+int cmd_serve(int argc, char** argv) {
+  return not_implemented("serve", "#5", "Serve a model over the openpi websocket protocol.", argc,
+                         argv);
+}
+int cmd_calibrate(int argc, char** argv) {
+  return not_implemented("calibrate", "#4", "Calibrate FP8 scales on sample observations.", argc,
+                         argv);
+}
+
+struct Command {
+  const char* name;
+  int (*fn)(int, char**);
+  const char* summary;
+};
+
+const Command kCommands[] = {
+    {"demo", frt::cli::cmd_demo, "run a tiny synthetic Pi0.5 model on generated images"},
+    {"run", frt::cli::cmd_run, "predict one action chunk from image files"},
+    {"inspect", frt::cli::cmd_inspect, "describe a checkpoint without loading it"},
+    {"make-checkpoint", frt::cli::cmd_make_checkpoint, "write a synthetic checkpoint"},
+    {"bench", frt::cli::cmd_bench, "time predict (warm-up, then p50/p90 over N runs)"},
+    {"serve", cmd_serve, "serve over the openpi websocket protocol (coming: issue #5)"},
+    {"calibrate", cmd_calibrate, "FP8 calibration (coming: issue #4)"},
+};
+
+void print_help(FILE* out) {
+  std::fprintf(out,
+               "usage: flashrt <command> [options]\n\n"
+               "FlashRT %s: realtime inference for robot VLA policies (Pi0.5).\n\ncommands:\n",
+               frt_version());
+  for (const Command& c : kCommands) std::fprintf(out, "  %-16s %s\n", c.name, c.summary);
+  std::fprintf(out,
+               "\n  flashrt <command> --help   options of one command\n"
+               "  flashrt --version          version and C ABI version\n"
+               "\nexit codes: 0 ok, 1 runtime error, 2 usage error\n");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    print_help(stderr);
+    return 2;
+  }
+  const std::string first = argv[1];
+  if (first == "--help" || first == "-h" || first == "help") {
+    print_help(stdout);
+    return 0;
+  }
+  if (first == "--version" || first == "-V") {
+    std::printf("flashrt %s (C ABI %d)\n", frt_version(), FRT_ABI_VERSION);
+    return 0;
+  }
+  const Command* cmd = nullptr;
+  for (const Command& c : kCommands)
+    if (first == c.name) cmd = &c;
+  if (!cmd) {
+    std::fprintf(stderr, "flashrt: unknown command '%s'\n\n", first.c_str());
+    print_help(stderr);
+    return 2;
+  }
+  try {
+    return cmd->fn(argc - 1, argv + 1);
+  } catch (const UsageError& e) {
+    std::fprintf(stderr, "flashrt %s: %s\n%s\nTry 'flashrt %s --help'.\n", cmd->name, e.what(),
+                 e.usage().c_str(), cmd->name);
+    return 2;
+  } catch (const flashrt::Error& e) {
+    std::fprintf(stderr, "flashrt %s: error: %s\n", cmd->name, e.what());
+  } catch (const frt::Error& e) {  // internal readers used directly (inspect, image decoding)
+    std::fprintf(stderr, "flashrt %s: error: %s\n", cmd->name, e.what());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "flashrt %s: error: %s\n", cmd->name, e.what());
+  }
+  return 1;
+}
