@@ -6,24 +6,16 @@
 #include <nlohmann/json.hpp>
 
 #include "core/status.h"
+#include "models/checkpoint_keys.h"
 #include "io/safetensors.h"
 
 namespace frt {
 
 namespace {
-const std::string kPrefix = "paligemma_with_expert.";
-const std::string kVision = kPrefix + "paligemma.model.vision_tower.vision_model.";
-const std::string kLlm = kPrefix + "paligemma.model.language_model.";
-const std::string kExpert = kPrefix + "gemma_expert.model.";
-
-std::string idx(const std::string& base, int i, const std::string& rest) {
-  return base + "layers." + std::to_string(i) + "." + rest;
-}
-
 int count_layers(const SafetensorsCheckpoint& ckpt, const std::string& base,
                  const std::string& probe) {
   int n = 0;
-  while (ckpt.find(idx(base, n, probe))) ++n;
+  while (ckpt.find(keys::layer(base, n, probe))) ++n;
   return n;
 }
 
@@ -69,47 +61,47 @@ std::vector<WeightSpec> weight_table(const ModelDims& d) {
     t.push_back(WeightSpec{std::move(name), std::move(shape), part, optional});
   };
   const VisionDims& v = d.vision;
-  add(kVision + "embeddings.patch_embedding.weight", {v.width, 3, v.patch, v.patch}, Part::kVision);
-  add(kVision + "embeddings.patch_embedding.bias", {v.width}, Part::kVision);
-  add(kVision + "embeddings.position_embedding.weight", {v.num_patches(), v.width}, Part::kVision);
-  const std::string enc = kVision + "encoder.";
+  add(keys::kVision + "embeddings.patch_embedding.weight", {v.width, 3, v.patch, v.patch}, Part::kVision);
+  add(keys::kVision + "embeddings.patch_embedding.bias", {v.width}, Part::kVision);
+  add(keys::kVision + "embeddings.position_embedding.weight", {v.num_patches(), v.width}, Part::kVision);
+  const std::string enc = keys::kVision + "encoder.";
   for (int i = 0; i < v.layers; ++i) {
     for (const char* ln : {"layer_norm1", "layer_norm2"}) {
-      add(idx(enc, i, std::string(ln) + ".weight"), {v.width}, Part::kVision);
-      add(idx(enc, i, std::string(ln) + ".bias"), {v.width}, Part::kVision);
+      add(keys::layer(enc, i, std::string(ln) + ".weight"), {v.width}, Part::kVision);
+      add(keys::layer(enc, i, std::string(ln) + ".bias"), {v.width}, Part::kVision);
     }
     for (const char* p : {"q_proj", "k_proj", "v_proj", "out_proj"}) {
-      add(idx(enc, i, std::string("self_attn.") + p + ".weight"), {v.width, v.width}, Part::kVision);
-      add(idx(enc, i, std::string("self_attn.") + p + ".bias"), {v.width}, Part::kVision);
+      add(keys::layer(enc, i, std::string("self_attn.") + p + ".weight"), {v.width, v.width}, Part::kVision);
+      add(keys::layer(enc, i, std::string("self_attn.") + p + ".bias"), {v.width}, Part::kVision);
     }
-    add(idx(enc, i, "mlp.fc1.weight"), {v.mlp, v.width}, Part::kVision);
-    add(idx(enc, i, "mlp.fc1.bias"), {v.mlp}, Part::kVision);
-    add(idx(enc, i, "mlp.fc2.weight"), {v.width, v.mlp}, Part::kVision);
-    add(idx(enc, i, "mlp.fc2.bias"), {v.width}, Part::kVision);
+    add(keys::layer(enc, i, "mlp.fc1.weight"), {v.mlp, v.width}, Part::kVision);
+    add(keys::layer(enc, i, "mlp.fc1.bias"), {v.mlp}, Part::kVision);
+    add(keys::layer(enc, i, "mlp.fc2.weight"), {v.width, v.mlp}, Part::kVision);
+    add(keys::layer(enc, i, "mlp.fc2.bias"), {v.width}, Part::kVision);
   }
-  add(kVision + "post_layernorm.weight", {v.width}, Part::kVision);
-  add(kVision + "post_layernorm.bias", {v.width}, Part::kVision);
-  add(kPrefix + "paligemma.model.multi_modal_projector.linear.weight", {d.llm.width, v.width},
+  add(keys::kVision + "post_layernorm.weight", {v.width}, Part::kVision);
+  add(keys::kVision + "post_layernorm.bias", {v.width}, Part::kVision);
+  add(keys::kPrefix + "paligemma.model.multi_modal_projector.linear.weight", {d.llm.width, v.width},
       Part::kProjector);
-  add(kPrefix + "paligemma.model.multi_modal_projector.linear.bias", {d.llm.width}, Part::kProjector);
+  add(keys::kPrefix + "paligemma.model.multi_modal_projector.linear.bias", {d.llm.width}, Part::kProjector);
   // Tied embedding table as openpi stores it (see embedding_key for the alternative name).
-  add(kPrefix + "paligemma.lm_head.weight", {d.vocab, d.llm.width}, Part::kEmbedding);
+  add(keys::kTiedEmbedding, {d.vocab, d.llm.width}, Part::kEmbedding);
 
   auto gemma = [&](const std::string& base, const GemmaDims& g, Part part, bool ada) {
     for (int i = 0; i < g.layers; ++i) {
-      add(idx(base, i, "self_attn.q_proj.weight"), {g.heads * g.head_dim, g.width}, part);
-      add(idx(base, i, "self_attn.k_proj.weight"), {g.kv_heads * g.head_dim, g.width}, part);
-      add(idx(base, i, "self_attn.v_proj.weight"), {g.kv_heads * g.head_dim, g.width}, part);
-      add(idx(base, i, "self_attn.o_proj.weight"), {g.width, g.heads * g.head_dim}, part);
-      add(idx(base, i, "mlp.gate_proj.weight"), {g.mlp, g.width}, part);
-      add(idx(base, i, "mlp.up_proj.weight"), {g.mlp, g.width}, part);
-      add(idx(base, i, "mlp.down_proj.weight"), {g.width, g.mlp}, part);
+      add(keys::layer(base, i, "self_attn.q_proj.weight"), {g.heads * g.head_dim, g.width}, part);
+      add(keys::layer(base, i, "self_attn.k_proj.weight"), {g.kv_heads * g.head_dim, g.width}, part);
+      add(keys::layer(base, i, "self_attn.v_proj.weight"), {g.kv_heads * g.head_dim, g.width}, part);
+      add(keys::layer(base, i, "self_attn.o_proj.weight"), {g.width, g.heads * g.head_dim}, part);
+      add(keys::layer(base, i, "mlp.gate_proj.weight"), {g.mlp, g.width}, part);
+      add(keys::layer(base, i, "mlp.up_proj.weight"), {g.mlp, g.width}, part);
+      add(keys::layer(base, i, "mlp.down_proj.weight"), {g.width, g.mlp}, part);
       for (const char* n : {"input_layernorm", "post_attention_layernorm"}) {
         if (ada) {
-          add(idx(base, i, std::string(n) + ".dense.weight"), {3 * g.width, g.width}, part);
-          add(idx(base, i, std::string(n) + ".dense.bias"), {3 * g.width}, part);
+          add(keys::layer(base, i, std::string(n) + ".dense.weight"), {3 * g.width, g.width}, part);
+          add(keys::layer(base, i, std::string(n) + ".dense.bias"), {3 * g.width}, part);
         } else {
-          add(idx(base, i, std::string(n) + ".weight"), {g.width}, part);
+          add(keys::layer(base, i, std::string(n) + ".weight"), {g.width}, part);
         }
       }
     }
@@ -120,10 +112,10 @@ std::vector<WeightSpec> weight_table(const ModelDims& d) {
       add(base + "norm.weight", {g.width}, part);
     }
   };
-  gemma(kLlm, d.llm, Part::kLlm, false);
+  gemma(keys::kLlm, d.llm, Part::kLlm, false);
   const bool pi05 = d.arch == Arch::kPi05;
-  gemma(kExpert, d.expert, Part::kExpert, pi05);
-  add(kPrefix + "gemma_expert.lm_head.weight", {d.vocab, d.expert.width}, Part::kUnused, true);
+  gemma(keys::kExpert, d.expert, Part::kExpert, pi05);
+  add(keys::kPrefix + "gemma_expert.lm_head.weight", {d.vocab, d.expert.width}, Part::kUnused, true);
 
   const int64_t w = d.expert.width;
   auto linear = [&](const std::string& name, int64_t out, int64_t in) {
@@ -144,8 +136,8 @@ std::vector<WeightSpec> weight_table(const ModelDims& d) {
 }
 
 std::string embedding_key(const SafetensorsCheckpoint& ckpt) {
-  const std::string tied = kPrefix + "paligemma.lm_head.weight";
-  const std::string untied = kLlm + "embed_tokens.weight";
+  const std::string tied = keys::kTiedEmbedding;
+  const std::string untied = keys::kUntiedEmbedding;
   if (ckpt.find(tied)) return tied;
   if (ckpt.find(untied)) return untied;
   throw_error(Status::kNotFound, ckpt.dir(), ": no token-embedding table; expected '", tied,
@@ -154,18 +146,18 @@ std::string embedding_key(const SafetensorsCheckpoint& ckpt) {
 
 ModelDims detect_dims(const SafetensorsCheckpoint& ckpt, const std::string& checkpoint_dir,
                       const std::string& requested) {
-  const std::string patch = kVision + "embeddings.patch_embedding.weight";
-  const std::string q0 = idx(kLlm, 0, "self_attn.q_proj.weight");
-  const std::string eq0 = idx(kExpert, 0, "self_attn.q_proj.weight");
+  const std::string patch = keys::kVision + "embeddings.patch_embedding.weight";
+  const std::string q0 = keys::layer(keys::kLlm, 0, "self_attn.q_proj.weight");
+  const std::string eq0 = keys::layer(keys::kExpert, 0, "self_attn.q_proj.weight");
   for (const std::string& key : {patch, q0, eq0}) {
     if (!ckpt.find(key))
       throw_error(Status::kInvalidArgument, checkpoint_dir,
                   ": unknown checkpoint layout: missing '", key,
-                  "'. Expected an openpi PyTorch export of Pi0 or Pi0.5 (keys under '", kPrefix,
+                  "'. Expected an openpi PyTorch export of Pi0 or Pi0.5 (keys under '", keys::kPrefix,
                   "'); make one with `flashrt make-checkpoint` to see the layout");
   }
   const bool has_time_mlp = ckpt.find("time_mlp_in.weight") != nullptr;
-  const bool has_ada = ckpt.find(idx(kExpert, 0, "input_layernorm.dense.weight")) != nullptr;
+  const bool has_ada = ckpt.find(keys::layer(keys::kExpert, 0, "input_layernorm.dense.weight")) != nullptr;
   const bool has_state_proj = ckpt.find("state_proj.weight") != nullptr;
   Arch arch;
   if (has_time_mlp || has_ada) {
@@ -187,8 +179,8 @@ ModelDims detect_dims(const SafetensorsCheckpoint& ckpt, const std::string& chec
   ModelDims d = preset_dims(arch, false);
   d.vision.width = static_cast<int>(dim_of(ckpt, patch, 0));
   d.vision.patch = static_cast<int>(dim_of(ckpt, patch, 2));
-  d.vision.layers = count_layers(ckpt, kVision + "encoder.", "self_attn.q_proj.weight");
-  d.vision.mlp = static_cast<int>(dim_of(ckpt, idx(kVision + "encoder.", 0, "mlp.fc1.weight"), 0));
+  d.vision.layers = count_layers(ckpt, keys::kVision + "encoder.", "self_attn.q_proj.weight");
+  d.vision.mlp = static_cast<int>(dim_of(ckpt, keys::layer(keys::kVision + "encoder.", 0, "mlp.fc1.weight"), 0));
   int vision_heads = 0;
   std::ifstream cfg(std::filesystem::path(checkpoint_dir) / "config.json");
   if (cfg) {
@@ -208,17 +200,17 @@ ModelDims detect_dims(const SafetensorsCheckpoint& ckpt, const std::string& chec
 
   auto gemma_dims = [&](const std::string& base, const std::string& probe) {
     GemmaDims g;
-    g.width = static_cast<int>(dim_of(ckpt, idx(base, 0, "self_attn.q_proj.weight"), 1));
+    g.width = static_cast<int>(dim_of(ckpt, keys::layer(base, 0, "self_attn.q_proj.weight"), 1));
     g.layers = count_layers(ckpt, base, "self_attn.q_proj.weight");
     g.kv_heads = 1;  // Gemma 2B and 300M are multi-query; a larger k_proj means a bigger head_dim
-    g.head_dim = static_cast<int>(dim_of(ckpt, idx(base, 0, "self_attn.k_proj.weight"), 0));
-    g.heads = static_cast<int>(dim_of(ckpt, idx(base, 0, "self_attn.q_proj.weight"), 0)) / g.head_dim;
-    g.mlp = static_cast<int>(dim_of(ckpt, idx(base, 0, "mlp.gate_proj.weight"), 0));
+    g.head_dim = static_cast<int>(dim_of(ckpt, keys::layer(base, 0, "self_attn.k_proj.weight"), 0));
+    g.heads = static_cast<int>(dim_of(ckpt, keys::layer(base, 0, "self_attn.q_proj.weight"), 0)) / g.head_dim;
+    g.mlp = static_cast<int>(dim_of(ckpt, keys::layer(base, 0, "mlp.gate_proj.weight"), 0));
     (void)probe;
     return g;
   };
-  d.llm = gemma_dims(kLlm, "");
-  d.expert = gemma_dims(kExpert, "");
+  d.llm = gemma_dims(keys::kLlm, "");
+  d.expert = gemma_dims(keys::kExpert, "");
   if (d.expert.layers != d.llm.layers || d.expert.head_dim != d.llm.head_dim)
     throw_error(Status::kInvalidArgument, checkpoint_dir, ": the action expert (", d.expert.layers,
                 " layers, head_dim ", d.expert.head_dim, ") must match the LLM (", d.llm.layers,

@@ -9,20 +9,12 @@
 
 #include "core/log.h"
 #include "core/status.h"
+#include "models/checkpoint_keys.h"
 #include "io/safetensors.h"
 
 namespace frt {
 
 namespace {
-
-const std::string kPrefix = "paligemma_with_expert.";
-const std::string kVision = kPrefix + "paligemma.model.vision_tower.vision_model.";
-const std::string kLlm = kPrefix + "paligemma.model.language_model.";
-const std::string kExpert = kPrefix + "gemma_expert.model.";
-
-std::string layer_key(const std::string& base, int i, const std::string& rest) {
-  return base + "layers." + std::to_string(i) + "." + rest;
-}
 
 // Reads tensors as f32 with the shape the weight table expects.
 class Reader {
@@ -34,7 +26,7 @@ class Reader {
 
   // Lists every missing required tensor at once (not just the first).
   void check_all_present() const {
-    const std::string tied = kPrefix + "paligemma.lm_head.weight";
+    const std::string tied = keys::kTiedEmbedding;
     std::vector<std::string> missing;
     for (const auto& [name, spec] : specs_) {
       if (spec.optional || name == tied) continue;  // the table has two possible names
@@ -114,7 +106,7 @@ Tensor up(Backend& be, HostTensor&& t, const std::string& name) {
 GemmaLayerWeights load_gemma_layer(Backend& be, Reader& r, const std::string& base, int i,
                                    bool ada) {
   GemmaLayerWeights w;
-  auto k = [&](const std::string& rest) { return layer_key(base, i, rest); };
+  auto k = [&](const std::string& rest) { return keys::layer(base, i, rest); };
   if (!ada) {
     w.input_scale = up(be, r.one_plus(k("input_layernorm.weight")), k("input_layernorm.weight"));
     w.post_scale = up(be, r.one_plus(k("post_attention_layernorm.weight")),
@@ -143,10 +135,10 @@ HostTensor precompute_adarms(Reader& r, const ModelDims& d, int num_steps) {
   Tensor tout_w = load("time_mlp_out.weight"), tout_b = load("time_mlp_out.bias");
   std::vector<std::string> dense;
   for (int i = 0; i < L; ++i) {
-    dense.push_back(layer_key(kExpert, i, "input_layernorm.dense"));
-    dense.push_back(layer_key(kExpert, i, "post_attention_layernorm.dense"));
+    dense.push_back(keys::layer(keys::kExpert, i, "input_layernorm.dense"));
+    dense.push_back(keys::layer(keys::kExpert, i, "post_attention_layernorm.dense"));
   }
-  dense.push_back(kExpert + "norm.dense");
+  dense.push_back(keys::kExpert + "norm.dense");
   std::vector<Tensor> dense_w, dense_b;
   for (const std::string& n : dense) {
     dense_w.push_back(load(n + ".weight"));
@@ -187,12 +179,12 @@ Pi0Weights load_pi0_weights(Backend& be, const SafetensorsCheckpoint& ckpt, cons
   Reader r(ckpt, d);
   Pi0Weights w;
   // Vision tower.
-  w.patch_w = up(be, r.f32(kVision + "embeddings.patch_embedding.weight"), "patch_embedding.weight");
-  w.patch_b = up(be, r.f32(kVision + "embeddings.patch_embedding.bias"), "patch_embedding.bias");
-  w.pos_emb = up(be, r.f32(kVision + "embeddings.position_embedding.weight"), "position_embedding");
-  const std::string enc = kVision + "encoder.";
+  w.patch_w = up(be, r.f32(keys::kVision + "embeddings.patch_embedding.weight"), "patch_embedding.weight");
+  w.patch_b = up(be, r.f32(keys::kVision + "embeddings.patch_embedding.bias"), "patch_embedding.bias");
+  w.pos_emb = up(be, r.f32(keys::kVision + "embeddings.position_embedding.weight"), "position_embedding");
+  const std::string enc = keys::kVision + "encoder.";
   for (int i = 0; i < d.vision.layers; ++i) {
-    auto k = [&](const std::string& rest) { return layer_key(enc, i, rest); };
+    auto k = [&](const std::string& rest) { return keys::layer(enc, i, rest); };
     SiglipLayerWeights l;
     l.ln1_w = up(be, r.f32(k("layer_norm1.weight")), k("layer_norm1.weight"));
     l.ln1_b = up(be, r.f32(k("layer_norm1.bias")), k("layer_norm1.bias"));
@@ -214,9 +206,9 @@ Pi0Weights load_pi0_weights(Backend& be, const SafetensorsCheckpoint& ckpt, cons
     l.fc2_b = up(be, r.f32(k("mlp.fc2.bias")), k("mlp.fc2.bias"));
     w.vision.push_back(l);
   }
-  w.post_ln_w = up(be, r.f32(kVision + "post_layernorm.weight"), "post_layernorm.weight");
-  w.post_ln_b = up(be, r.f32(kVision + "post_layernorm.bias"), "post_layernorm.bias");
-  const std::string proj = kPrefix + "paligemma.model.multi_modal_projector.linear.";
+  w.post_ln_w = up(be, r.f32(keys::kVision + "post_layernorm.weight"), "post_layernorm.weight");
+  w.post_ln_b = up(be, r.f32(keys::kVision + "post_layernorm.bias"), "post_layernorm.bias");
+  const std::string proj = keys::kPrefix + "paligemma.model.multi_modal_projector.linear.";
   w.proj_w = up(be, r.f32(proj + "weight"), "projector.weight");
   w.proj_b = up(be, r.f32(proj + "bias"), "projector.bias");
 
@@ -226,16 +218,16 @@ Pi0Weights load_pi0_weights(Backend& be, const SafetensorsCheckpoint& ckpt, cons
   w.embed = up(be, ckpt.load_f32(emb_key, {d.vocab, d.llm.width}), "embed_tokens");
 
   // The LLM's final norm is never read: Pi0/Pi0.5 use only the prefix KV cache.
-  r.mark_used(kLlm + "norm.weight");
-  for (int i = 0; i < d.llm.layers; ++i) w.llm.push_back(load_gemma_layer(be, r, kLlm, i, false));
+  r.mark_used(keys::kLlm + "norm.weight");
+  for (int i = 0; i < d.llm.layers; ++i) w.llm.push_back(load_gemma_layer(be, r, keys::kLlm, i, false));
 
   const bool pi05 = d.arch == Arch::kPi05;
   for (int i = 0; i < d.expert.layers; ++i)
-    w.expert.push_back(load_gemma_layer(be, r, kExpert, i, pi05));
+    w.expert.push_back(load_gemma_layer(be, r, keys::kExpert, i, pi05));
   if (pi05) {
     w.adarms_mod = up(be, precompute_adarms(r, d, num_steps), "adarms_modulation");
   } else {
-    w.expert_final_scale = up(be, r.one_plus(kExpert + "norm.weight"), "expert.norm.weight");
+    w.expert_final_scale = up(be, r.one_plus(keys::kExpert + "norm.weight"), "expert.norm.weight");
     w.state_w = up(be, r.f32("state_proj.weight"), "state_proj.weight");
     w.state_b = up(be, r.f32("state_proj.bias"), "state_proj.bias");
     w.action_time_in_w = up(be, r.f32("action_time_mlp_in.weight"), "action_time_mlp_in.weight");

@@ -15,19 +15,13 @@
 #include <string>
 #include <vector>
 
+#include "cpp/test_util.h"
 #include "core/status.h"
 #include "io/image.h"
 
 namespace fs = std::filesystem;
 
 namespace {
-
-fs::path fresh_dir(const std::string& name) {
-  fs::path p = fs::temp_directory_path() / ("frt_img_" + name + "_" + std::to_string(getpid()));
-  fs::remove_all(p);
-  fs::create_directories(p);
-  return p;
-}
 
 std::vector<uint8_t> random_bytes(size_t n, uint32_t seed) {
   std::mt19937 rng(seed);
@@ -109,7 +103,7 @@ std::vector<uint8_t> make_png(uint32_t w, uint32_t h, uint8_t bit_depth, uint8_t
 }  // namespace
 
 TEST(Image, PngRgbRoundTripIsExact) {
-  const fs::path d = fresh_dir("png_rgb");
+  const fs::path d = frt::test::fresh_test_dir("img_png_rgb");
   const int w = 37, h = 23;  // odd sizes: row stride != multiple of 4
   const std::vector<uint8_t> px = random_bytes(static_cast<size_t>(w) * h * 3, 1);
   ASSERT_TRUE(stbi_write_png((d / "a.png").c_str(), w, h, 3, px.data(), w * 3));
@@ -125,7 +119,7 @@ TEST(Image, PngRgbRoundTripIsExact) {
 }
 
 TEST(Image, GrayAndAlphaBecomeRgb) {
-  const fs::path d = fresh_dir("gray");
+  const fs::path d = frt::test::fresh_test_dir("img_gray");
   const int w = 9, h = 5, n = w * h;
   const std::vector<uint8_t> g = random_bytes(n, 2), ga = random_bytes(n * 2, 3),
                              rgba = random_bytes(n * 4, 4);
@@ -148,7 +142,7 @@ TEST(Image, GrayAndAlphaBecomeRgb) {
 }
 
 TEST(Image, BmpAndJpeg) {
-  const fs::path d = fresh_dir("bmp_jpg");
+  const fs::path d = frt::test::fresh_test_dir("img_bmp_jpg");
   const int w = 40, h = 24;
   const std::vector<uint8_t> px = random_bytes(static_cast<size_t>(w) * h * 3, 5);
   ASSERT_TRUE(stbi_write_bmp((d / "a.bmp").c_str(), w, h, 3, px.data()));
@@ -174,7 +168,7 @@ TEST(Image, BmpAndJpeg) {
 }
 
 TEST(Image, SixteenBitPngKeepsTheHighByte) {
-  const fs::path d = fresh_dir("png16");
+  const fs::path d = frt::test::fresh_test_dir("img_png16");
   const int w = 3, h = 2;
   const std::vector<uint8_t> samples = random_bytes(static_cast<size_t>(w) * h * 3 * 2, 6);
   std::vector<uint8_t> raw;
@@ -190,7 +184,7 @@ TEST(Image, SixteenBitPngKeepsTheHighByte) {
 }
 
 TEST(Image, Errors) {
-  const fs::path d = fresh_dir("errors");
+  const fs::path d = frt::test::fresh_test_dir("img_errors");
   const std::string missing = (d / "missing.png").string();
   frt::Error e = catch_error([&] { frt::read_image(missing); });
   EXPECT_EQ(e.status(), frt::Status::kNotFound);
@@ -232,7 +226,7 @@ TEST(Image, WritePngErrors) {
   bad.height = 4;
   bad.width = 4;
   bad.pixels.resize(4 * 4 * 3 - 1);
-  const fs::path d = fresh_dir("write_err");
+  const fs::path d = frt::test::fresh_test_dir("img_write_err");
   EXPECT_EQ(catch_error([&] { frt::write_png((d / "x.png").string(), bad); }).status(),
             frt::Status::kInvalidArgument);
   bad.pixels.resize(4 * 4 * 3);

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <functional>
 
+#include "cpp/test_util.h"
 #include "core/status.h"
 #include "engine/engine.h"
 #include "io/safetensors.h"
@@ -16,34 +17,19 @@
 #include "models/weights.h"
 
 namespace fs = std::filesystem;
+using frt::test::error_of;
 using namespace frt;
 
 namespace {
 
-fs::path temp_dir(const std::string& name) {
-  fs::path p = fs::temp_directory_path() / ("frt_test_" + name + "_" + std::to_string(getpid()));
-  fs::remove_all(p);
-  fs::create_directories(p);
-  return p;
-}
-
 // A shared tiny pi05 checkpoint for the tests of this file.
 const fs::path& tiny_pi05() {
   static fs::path dir = [] {
-    fs::path d = temp_dir("tiny_pi05");
+    fs::path d = frt::test::fresh_test_dir("mc_tiny_pi05");
     make_synthetic_checkpoint(d.string(), "pi05", "tiny", 7);
     return d;
   }();
   return dir;
-}
-
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
 }
 
 }  // namespace
@@ -73,7 +59,7 @@ TEST(ModelConfig, WrongConfigNamesWhatWasFound) {
 }
 
 TEST(ModelConfig, UnknownLayoutIsRejected) {
-  fs::path d = temp_dir("unknown_layout");
+  fs::path d = frt::test::fresh_test_dir("mc_unknown_layout");
   float v[4] = {1, 2, 3, 4};
   SafetensorsWriter w;
   w.add("model.layers.0.weight", DType::kF32, {2, 2}, v);
@@ -127,7 +113,7 @@ TEST(ModelConfig, FlowScheduleMatchesOpenpiLoop) {
 }
 
 TEST(SyntheticCheckpoint, IsDeterministicPerSeed) {
-  fs::path a = temp_dir("det_a"), b = temp_dir("det_b");
+  fs::path a = frt::test::fresh_test_dir("mc_det_a"), b = frt::test::fresh_test_dir("mc_det_b");
   make_synthetic_checkpoint(a.string(), "pi05", "tiny", 3);
   make_synthetic_checkpoint(b.string(), "pi05", "tiny", 3);
   auto slurp = [](const fs::path& p) {

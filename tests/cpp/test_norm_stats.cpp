@@ -10,30 +10,15 @@
 #include <functional>
 #include <random>
 
+#include "cpp/test_util.h"
 #include "core/status.h"
 #include "io/norm_stats.h"
 
 namespace fs = std::filesystem;
+using frt::test::error_of;
 using namespace frt;
 
 namespace {
-
-fs::path temp_dir(const std::string& name) {
-  fs::path p = fs::temp_directory_path() / ("frt_ns_" + name + "_" + std::to_string(getpid()));
-  fs::remove_all(p);
-  fs::create_directories(p);
-  return p;
-}
-
-std::string error_of(const std::function<void()>& fn, Status* status = nullptr) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    if (status) *status = e.status();
-    return e.what();
-  }
-  return "";
-}
 
 NormStats random_stats(std::mt19937& rng, size_t dim, bool quantiles) {
   std::uniform_real_distribution<float> u(-2.f, 2.f), pos(0.1f, 1.5f);
@@ -51,7 +36,7 @@ NormStats random_stats(std::mt19937& rng, size_t dim, bool quantiles) {
 
 // Writes `body` as the value of "norm_stats" and returns the error of reading it.
 std::string read_error(const std::string& body, std::string* path_out = nullptr) {
-  const fs::path p = temp_dir("bad") / "norm_stats.json";
+  const fs::path p = frt::test::fresh_test_dir("ns_bad") / "norm_stats.json";
   std::ofstream(p) << body;
   if (path_out) *path_out = p.string();
   return error_of([&] { read_norm_stats(p.string()); });
@@ -68,7 +53,7 @@ TEST(NormStats, WriteReadRoundTripIsExact) {
   NormStatsFile f;
   f.state = random_stats(rng, 8, true);
   f.actions = random_stats(rng, 7, false);
-  const fs::path p = temp_dir("rt") / "assets" / "robot" / "norm_stats.json";  // dirs created
+  const fs::path p = frt::test::fresh_test_dir("ns_rt") / "assets" / "robot" / "norm_stats.json";  // dirs created
   write_norm_stats(p.string(), f);
   NormStatsFile g = read_norm_stats(p.string());
   EXPECT_EQ(g.path, p.string());
@@ -84,7 +69,7 @@ TEST(NormStats, WriteReadRoundTripIsExact) {
 
 TEST(NormStats, ReadsOpenpiLayout) {
   // As openpi's pydantic model writes it (None quantiles come out as null), with an extra group.
-  const fs::path p = temp_dir("openpi") / "norm_stats.json";
+  const fs::path p = frt::test::fresh_test_dir("ns_openpi") / "norm_stats.json";
   std::ofstream(p) << R"({
   "norm_stats": {
     "state": {"mean": [0.5, -1.0], "std": [2.0, 0.25], "q01": [-3, -2], "q99": [4, 0.5]},
@@ -101,7 +86,7 @@ TEST(NormStats, ReadsOpenpiLayout) {
 
 TEST(NormStats, ReadErrorsNameFileAndField) {
   Status st = Status::kOk;
-  const fs::path missing = temp_dir("missing") / "norm_stats.json";
+  const fs::path missing = frt::test::fresh_test_dir("ns_missing") / "norm_stats.json";
   std::string e = error_of([&] { read_norm_stats(missing.string()); }, &st);
   EXPECT_EQ(st, Status::kNotFound);
   EXPECT_TRUE(has(e, missing.string())) << e;
@@ -144,7 +129,7 @@ TEST(NormStats, ReadErrorsNameFileAndField) {
 }
 
 TEST(NormStats, FindsAssetsByIdOrAlone) {
-  const fs::path dir = temp_dir("find");
+  const fs::path dir = frt::test::fresh_test_dir("ns_find");
   NormStatsFile f;
   f.state.mean = f.state.std = f.actions.mean = f.actions.std = {1.f};
   Status st = Status::kOk;
@@ -233,7 +218,7 @@ TEST(NormStats, UnnormalizeInvertsNormalize) {
 }
 
 TEST(NormStats, QuantileModeNeedsQuantiles) {
-  const fs::path p = temp_dir("noq") / "norm_stats.json";
+  const fs::path p = frt::test::fresh_test_dir("ns_noq") / "norm_stats.json";
   NormStatsFile f;
   f.state.mean = f.actions.mean = {0.f, 1.f};
   f.state.std = f.actions.std = {1.f, 2.f};

@@ -11,6 +11,7 @@
 #include <optional>
 #include <random>
 
+#include "cpp/test_util.h"
 #include "core/status.h"
 #include "io/safetensors.h"
 
@@ -18,13 +19,6 @@ namespace fs = std::filesystem;
 using namespace frt;
 
 namespace {
-
-fs::path temp_dir(const std::string& name) {
-  fs::path p = fs::temp_directory_path() / ("frt_st_" + name + "_" + std::to_string(getpid()));
-  fs::remove_all(p);
-  fs::create_directories(p);
-  return p;
-}
 
 struct Caught {
   bool thrown = false;
@@ -69,7 +63,7 @@ std::vector<float> random_floats(size_t n, uint32_t seed) {
 
 // Opens a one-entry file whose header is `header` over `data_size` zero bytes.
 Caught open_header(const std::string& header, size_t data_size = 64) {
-  const fs::path p = temp_dir("hdr") / "model.safetensors";
+  const fs::path p = frt::test::fresh_test_dir("st_hdr") / "model.safetensors";
   write_raw(p, header, std::string(data_size, '\0'));
   return catch_error([&] { SafetensorsFile f(p.string()); });
 }
@@ -77,7 +71,7 @@ Caught open_header(const std::string& header, size_t data_size = 64) {
 }  // namespace
 
 TEST(Safetensors, RoundTripKeepsBytesShapesAndMetadata) {
-  const fs::path dir = temp_dir("roundtrip");
+  const fs::path dir = frt::test::fresh_test_dir("st_roundtrip");
   std::vector<float> a = random_floats(6, 1);
   std::vector<uint16_t> b, c;
   for (float x : random_floats(5, 2)) b.push_back(f32_to_bf16(x));
@@ -141,7 +135,7 @@ TEST(Safetensors, WriterMatchesReferenceByteLayout) {
   ASSERT_EQ(expected[0], '\x90');  // 144, little-endian
   ASSERT_EQ(expected[1], '\0');
 
-  const fs::path dir = temp_dir("reference");
+  const fs::path dir = frt::test::fresh_test_dir("st_reference");
   SafetensorsWriter w;
   w.add("a", DType::kF32, {2}, a);
   w.add("b", DType::kBF16, {1, 1}, b);
@@ -160,7 +154,7 @@ TEST(Safetensors, WriterMatchesReferenceByteLayout) {
 }
 
 TEST(Safetensors, WriterWithoutMetadataOmitsTheKey) {
-  const fs::path dir = temp_dir("nometa");
+  const fs::path dir = frt::test::fresh_test_dir("st_nometa");
   const float v = 2.f;
   SafetensorsWriter w;
   w.add("x", DType::kF32, {1}, &v);
@@ -183,7 +177,7 @@ TEST(Safetensors, WriterRejectsBadInput) {
   Caught meta = catch_error([&] { w.add("__metadata__", DType::kF32, {4}, v); });
   EXPECT_TRUE(meta.thrown);
   // The parent "directory" is a regular file: nothing can be created there.
-  const fs::path dir = temp_dir("writer_err");
+  const fs::path dir = frt::test::fresh_test_dir("st_writer_err");
   std::ofstream(dir / "file") << "x";
   Caught io = catch_error([&] { w.write((dir / "file" / "m.safetensors").string()); });
   EXPECT_EQ(io.status, Status::kIoError);
@@ -191,7 +185,7 @@ TEST(Safetensors, WriterRejectsBadInput) {
 }
 
 TEST(Safetensors, FileLevelErrorsNameTheFile) {
-  const fs::path dir = temp_dir("file_errors");
+  const fs::path dir = frt::test::fresh_test_dir("st_file_errors");
   const std::string tiny = (dir / "tiny.safetensors").string();
   std::ofstream(tiny, std::ios::binary) << "abcde";
   Caught c = catch_error([&] { SafetensorsFile f(tiny); });
@@ -307,7 +301,7 @@ TEST(Safetensors, MetadataMustBeStringToString) {
 }
 
 TEST(Safetensors, CheckpointGetChecksShapeAndHintsNames) {
-  const fs::path dir = temp_dir("ckpt");
+  const fs::path dir = frt::test::fresh_test_dir("st_ckpt");
   std::vector<float> v = random_floats(6, 9);
   SafetensorsWriter w;
   w.add("paligemma.model.layers.0.q_proj.weight", DType::kF32, {2, 3}, v.data());
@@ -337,7 +331,7 @@ TEST(Safetensors, CheckpointGetChecksShapeAndHintsNames) {
 }
 
 TEST(Safetensors, ShardedCheckpointOpensEachShardOnce) {
-  const fs::path dir = temp_dir("sharded");
+  const fs::path dir = frt::test::fresh_test_dir("st_sharded");
   std::vector<float> a = random_floats(4, 11), b = random_floats(3, 12), c = random_floats(2, 13);
   SafetensorsWriter w1, w2;
   w1.add("t.a", DType::kF32, {4}, a.data());
@@ -359,7 +353,7 @@ TEST(Safetensors, ShardedCheckpointOpensEachShardOnce) {
 }
 
 TEST(Safetensors, ShardedCheckpointErrors) {
-  const fs::path dir = temp_dir("sharded_err");
+  const fs::path dir = frt::test::fresh_test_dir("st_sharded_err");
   const float v[2] = {1, 2};
   SafetensorsWriter w;
   w.add("t.a", DType::kF32, {2}, v);
@@ -392,7 +386,7 @@ TEST(Safetensors, ShardedCheckpointErrors) {
 }
 
 TEST(Safetensors, CheckpointWithoutWeightsSaysWhatWasLookedFor) {
-  const fs::path dir = temp_dir("no_weights");
+  const fs::path dir = frt::test::fresh_test_dir("st_no_weights");
   Caught c = catch_error([&] { SafetensorsCheckpoint ck(dir.string()); });
   EXPECT_EQ(c.status, Status::kNotFound);
   EXPECT_TRUE(c.has(dir.string()) && c.has("model.safetensors") &&

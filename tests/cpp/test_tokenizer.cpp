@@ -14,19 +14,13 @@
 #include <string>
 #include <vector>
 
+#include "cpp/test_util.h"
 #include "core/status.h"
 #include "io/tokenizer.h"
 
 namespace fs = std::filesystem;
 
 namespace {
-
-fs::path fresh_dir(const std::string& name) {
-  fs::path p = fs::temp_directory_path() / ("frt_tok_" + name + "_" + std::to_string(getpid()));
-  fs::remove_all(p);
-  fs::create_directories(p);
-  return p;
-}
 
 void write_file(const fs::path& p, const std::string& bytes) {
   fs::create_directories(p.parent_path());
@@ -47,7 +41,8 @@ class TokenizerLookup : public ::testing::Test {
       const char* v = std::getenv(name);
       saved_.push_back({name, v ? std::optional<std::string>(v) : std::nullopt});
     }
-    root_ = fresh_dir(::testing::UnitTest::GetInstance()->current_test_info()->name());
+    const std::string test = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    root_ = frt::test::fresh_test_dir("tok_" + test);
     home_ = root_ / "home";
     ckpt_ = root_ / "ckpt";
     fs::create_directories(home_);
@@ -176,7 +171,7 @@ TEST_F(TokenizerLookup, LoadErrorsNameTheFile) {
 // ------------------------------------------------------------------------------ tiny tokenizer
 
 TEST(TinyTokenizer, PaliGemmaLikeSettings) {
-  const fs::path dir = fresh_dir("tiny_settings");
+  const fs::path dir = frt::test::fresh_test_dir("tok_tiny_settings");
   const fs::path p = dir / "paligemma_tokenizer.model";
   const auto t0 = std::chrono::steady_clock::now();
   frt::train_tiny_tokenizer(p.string(), 1024);
@@ -212,7 +207,7 @@ TEST(TinyTokenizer, PaliGemmaLikeSettings) {
 }
 
 TEST(TinyTokenizer, RoundTripWithoutUnknowns) {
-  const fs::path dir = fresh_dir("tiny_roundtrip");
+  const fs::path dir = frt::test::fresh_test_dir("tok_tiny_roundtrip");
   const fs::path p = dir / "tok.model";
   frt::train_tiny_tokenizer(p.string(), 1024);
   frt::Tokenizer tok(p.string());
@@ -238,7 +233,7 @@ TEST(TinyTokenizer, RoundTripWithoutUnknowns) {
 }
 
 TEST(TinyTokenizer, DeterministicBytes) {
-  const fs::path dir = fresh_dir("tiny_det");
+  const fs::path dir = frt::test::fresh_test_dir("tok_tiny_det");
   frt::train_tiny_tokenizer((dir / "a.model").string(), 1024);
   frt::train_tiny_tokenizer((dir / "b.model").string(), 1024);
   frt::train_tiny_tokenizer((dir / "c.model").string(), 600);
@@ -253,7 +248,7 @@ TEST(TinyTokenizer, DeterministicBytes) {
 }
 
 TEST(TinyTokenizer, RejectsTooSmallVocab) {
-  const fs::path dir = fresh_dir("tiny_small");
+  const fs::path dir = frt::test::fresh_test_dir("tok_tiny_small");
   EXPECT_THROW(frt::train_tiny_tokenizer((dir / "x.model").string(), 100), frt::Error);
   EXPECT_FALSE(fs::exists(dir / "x.model"));
   fs::remove_all(dir);

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Builds FlashRT here for the lent H100 (sm_90a) and packs what the device needs into
+# .device/bundle.tar.xz: the binaries, libflashrt.so and the shared libraries they need that the
+# device image lacks (OpenBLAS, sentencepiece, OpenMP, cudart), all found through $ORIGIN.
+# cuBLASLt is taken from the device's CUDA 13 install (too large to carry).
+#   bash scripts/device/bundle.sh && (device) bash scripts/device/gpu_suite.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+BUILD=build-sm90
+export PATH=/usr/local/cuda/bin:$PATH
+cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DFLASHRT_CUDA=ON -DFLASHRT_CUDA_ARCHS=90a \
+  -DCMAKE_BUILD_RPATH='$ORIGIN' >/dev/null
+cmake --build "$BUILD" -j"$(nproc)" --target flashrt_cli flashrt flashrt_gpu_tests
+OUT=.device/bundle
+rm -rf "$OUT" && mkdir -p "$OUT"
+cp "$BUILD"/flashrt "$BUILD"/libflashrt.so "$BUILD"/flashrt_gpu_tests "$OUT"/
+strip --strip-unneeded "$OUT"/flashrt "$OUT"/libflashrt.so "$OUT"/flashrt_gpu_tests
+for lib in libgomp.so.1 libopenblas.so.0 libgfortran.so.5 libquadmath.so.0 libsentencepiece.so.0 \
+           libsentencepiece_train.so.0; do
+  cp -L "/lib/x86_64-linux-gnu/$lib" "$OUT/"
+done
+cp -L /usr/local/cuda/lib/libcudart.so.13 "$OUT/"
+tar -C .device -cJf .device/bundle.tar.xz bundle
+ls -la .device/bundle.tar.xz

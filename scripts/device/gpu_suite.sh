@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Runs on the device machine (through the `run` tool) after scripts/device/bundle.sh:
+#   GPU op tests (CUDA vs CPU twin), tiny Pi0.5 CUDA vs CPU, and optionally the full-size checks
+#   and benchmarks (STAGES="ops tiny full bench"). Results and logs go to $OUT.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+STAGES=${STAGES:-"ops tiny"}
+OUT=${OUT:-/tmp/out}
+mkdir -p "$OUT"
+tar -xJf .device/bundle.tar.xz -C /tmp
+B=/tmp/bundle
+CUBLAS_DIR=$(dirname "$(ls /usr/local/cuda/lib64/libcublasLt.so.13 /usr/local/cuda/lib/libcublasLt.so.13 \
+  /usr/local/cuda/targets/x86_64-linux/lib/libcublasLt.so.13 2>/dev/null | head -1)")
+export LD_LIBRARY_PATH=$B:$CUBLAS_DIR:${LD_LIBRARY_PATH:-}
+export FLASH_RT_LIBRARY=$B/libflashrt.so FLASHRT_BIN=$B/flashrt PYTHONPATH=$PWD/python:$PWD
+export PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv | tee "$OUT/gpu.txt"
+git rev-parse --short HEAD 2>/dev/null | tee -a "$OUT/gpu.txt"
+for stage in $STAGES; do
+  echo "=== stage $stage ==="
+  case $stage in
+    ops) "$B/flashrt_gpu_tests" 2>&1 | tee "$OUT/gpu_ops.log" | grep -E "FAIL|PASSED|FAILED|cos=" | tail -60 ;;
+    tiny) python3 scripts/device/check_tiny_cuda.py 2>&1 | tee "$OUT/tiny.log" ;;
+    full) python3 scripts/device/check_full_vs_reference.py 2>&1 | tee "$OUT/full.log" ;;
+    bench) python3 bench/compare_torch.py 2>&1 | tee "$OUT/bench.log" ;;
+  esac
+done
