@@ -21,7 +21,7 @@ for stage in $STAGES; do
   case $stage in
     ops) "$B/flashrt_gpu_tests" 2>&1 | tee "$OUT/gpu_ops.log" | grep -E "FAIL|PASSED|FAILED|cos=" | tail -60 ;;
     tiny) python3 scripts/device/check_tiny_cuda.py 2>&1 | tee "$OUT/tiny.log" ;;
-    full) python3 scripts/device/check_full_vs_reference.py 2>&1 | tee "$OUT/full.log" ;;
-    bench) python3 bench/compare_torch.py 2>&1 | tee "$OUT/bench.log" ;;
+    full) PYTHONPATH=$PYTHONPATH:$PWD/scripts/device python3 scripts/device/check_full_vs_reference.py 2>&1 | tee "$OUT/full.log" ;;
+    bench) PYTHONPATH=$PYTHONPATH:$PWD/scripts/device python3 bench/compare_torch.py 2>&1 | tee "$OUT/bench.log" ;;
   esac
 done

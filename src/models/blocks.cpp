@@ -49,7 +49,8 @@ Workspace make_workspace(Backend& be, const ModelDims& d, int num_views, int max
   Workspace ws;
   const VisionDims& v = d.vision;
   const int np = v.num_patches();
-  ws.image = be.alloc(a, {v.image, v.image, 3}, "image");
+  // f32 whatever the backend: the normalized pixels feed the fp32 patch embedding exactly.
+  ws.image = be.alloc(DType::kF32, {v.image, v.image, 3}, "image");
   ws.vis_x = be.alloc(a, {np, v.width}, "vis_x");
   ws.vis_n = be.alloc(a, {np, v.width}, "vis_n");
   ws.vis_qkv = be.alloc(a, {np, 3 * v.width}, "vis_qkv");

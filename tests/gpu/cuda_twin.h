@@ -131,8 +131,8 @@ class TwinSet {
     cpu_.copy_to_device(t.cpu_full, bytes, nb);
     gpu_.copy_to_device(t.gpu_full, bytes, nb);
     t.gpu_init.assign(static_cast<const uint8_t*>(bytes), static_cast<const uint8_t*>(bytes) + nb);
-    t.cpu = make_view(t.cpu_full.data, dtype, Device::kCpu, shape);
-    t.gpu = make_view(t.gpu_full.data, dtype, Device::kCuda, shape);
+    t.cpu = make_view(t.cpu_full.data, dtype, t.cpu_full.device, shape);
+    t.gpu = make_view(t.gpu_full.data, dtype, t.gpu_full.device, shape);
     twins_.push_back(std::move(t));
     return twins_.back();
   }

@@ -147,9 +147,6 @@ CudaBackend::CudaBackend(int device_index) : device_(device_index) {
   std::string why;
   if (!usable_device(device_index, &why))
     throw_error(Status::kNotSupported, "CUDA backend: ", why, "; use hardware='cpu'");
-  cudaDeviceProp prop{};
-  FRT_CUDA_CHECK(op, cudaGetDeviceProperties(&prop, device_index));
-  sm_count_ = prop.multiProcessorCount;
   try {
     FRT_CUDA_CHECK(op, cudaSetDevice(device_index));
     FRT_CUDA_CHECK(op, cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));

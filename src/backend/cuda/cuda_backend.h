@@ -3,7 +3,8 @@
 // synchronization), so a whole predict can be captured into a CUDA graph. Memory comes from
 // alloc()/upload_weight() at load time plus fixed buffers made by the constructor (scratch for
 // GEMM epilogues and im2col, the cuBLASLt workspace, a device error flag).
-// Ops are spread over cuda_*.cu by op family (kernel -> launcher -> entry in each file).
+// Ops are spread over cuda_*.cu by op family (kernel -> launcher -> entry in each file);
+// cuda_gemm.cu holds the cuBLASLt plans and the fallback GEMM shared by linear and patch_embed.
 // Covered by tests/gpu/test_cuda_ops.cpp (each op against the CPU reference backend).
 #pragma once
 
@@ -126,7 +127,6 @@ class CudaBackend final : public Backend {
   const GemmPlan& gemm_plan(const char* op, const GemmKey& key);
 
   int device_ = 0;
-  int sm_count_ = 0;
   cudaStream_t stream_ = nullptr;
   cublasLtHandle_t lt_ = nullptr;
   void* lt_workspace_ = nullptr;

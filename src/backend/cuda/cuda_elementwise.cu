@@ -63,13 +63,14 @@ __global__ void embed_gather_kernel(Mat out, Mat table, const int32_t* ids, int6
 
 // out[i] = sin(angle_i), out[half + i] = cos(angle_i), angle_i = 1/period_i * 2 pi * t, in double.
 __global__ void time_embedding_kernel(Mat out, int64_t half, double t, double lo, double hi) {
-  const double kPi = 3.14159265358979323846;
   FRT_GRID_STRIDE(i, half) {
     const double fraction = half > 1 ? static_cast<double>(i) / static_cast<double>(half - 1) : 0.0;
     const double period = lo * pow(hi / lo, fraction);
-    const double angle = 1.0 / period * 2.0 * kPi * t;
-    cuda::store(out, 0, i, static_cast<float>(sin(angle)));
-    cuda::store(out, 0, half + i, static_cast<float>(cos(angle)));
+    // angle / pi = 2 t / period: sincospi needs no large-argument reduction (no local memory).
+    double s, c;
+    sincospi(1.0 / period * 2.0 * t, &s, &c);
+    cuda::store(out, 0, i, static_cast<float>(s));
+    cuda::store(out, 0, half + i, static_cast<float>(c));
   }
 }
 

@@ -1,7 +1,7 @@
 // CUDA qkv_split_rope: splits a fused QKV projection into q, k, v and applies rotate-half RoPE to
 // q and k, with the CPU twin's arithmetic (src/backend/cpu/cpu_rope.cpp, after HF Gemma as
 // patched by openpi): inv_freq_i = theta^(-2i/D) rounded to fp32, the angle pos * inv_freq_i in
-// fp32, cos/sin of that angle evaluated in double and rounded, and
+// fp32, cos/sin of that angle evaluated in double (as sincospi) and rounded, and
 // out = x * cos + rotate_half(x) * sin with unfused fp32 products (so f32 outputs match the CPU).
 // One block per row: the row's cos/sin table is built once in shared memory, then the threads
 // sweep q, k and v. k and v may be row slices of a KV cache (any row stride); qkv must not
@@ -17,6 +17,7 @@ namespace {
 using cuda::Mat;
 
 constexpr int kMaxHeadDim = 1024;
+constexpr double kInvPi = 0.318309886183790671537767526745028724;  // 1 / pi
 
 __global__ void qkv_split_rope_kernel(Mat q, Mat k, Mat v, Mat qkv, int num_q_heads,
                                       int num_kv_heads, int D, int pos_offset, float theta) {
@@ -31,8 +32,13 @@ __global__ void qkv_split_rope_kernel(Mat q, Mat k, Mat v, Mat qkv, int num_q_he
       const double e = static_cast<double>(2 * i) / static_cast<double>(D);
       const float inv_freq = static_cast<float>(1.0 / pow(static_cast<double>(theta), e));
       const float angle = __fmul_rn(pos, inv_freq);
-      cos_t[i] = static_cast<float>(cos(static_cast<double>(angle)));
-      sin_t[i] = static_cast<float>(sin(static_cast<double>(angle)));
+      // sin/cos(angle) in double as sincospi(angle / pi): the argument error (~1e-16 relative)
+      // is far below the final fp32 rounding, and sincospi needs no large-argument reduction
+      // (double sin/cos would keep a local-memory stack frame for it).
+      double s, c;
+      sincospi(static_cast<double>(angle) * kInvPi, &s, &c);
+      cos_t[i] = static_cast<float>(c);
+      sin_t[i] = static_cast<float>(s);
     }
   }
   __syncthreads();

@@ -3,8 +3,8 @@
 //    twin's exact float expressions (src/backend/cpu/cpu_vision_ops.cpp): the size/pad
 //    arithmetic runs on the host in the same double code, every device product/sum uses
 //    __fmul_rn/__fadd_rn (never fused into an FMA, matching the CPU's separately rounded x86
-//    SSE ops), then rintf (half to even), clamp to [0, 255], x / 255 * 2 - 1. The integer stage
-//    is bit-exact with the CPU; an F32 output is bit-exact too.
+//    SSE ops): pixels are normalized to x / 255 * 2 - 1 first, then interpolated and clamped to
+//    [-1, 1] (openpi's float branch). An F32 output is bit-exact with the CPU twin.
 //  - patch_embed: im2col of the [H,W,3] image into an fp32 scratch [N, 3*P*P] (column order
 //    c*P*P + ky*P + kx, the OIHW weight's flattening), one fp32 cuBLASLt GEMM against the
 //    F32 conv weight [W, 3, P, P] into a second scratch area, then out = (acc + b) + pos.
@@ -45,19 +45,21 @@ __global__ void resize_pad_normalize_kernel(Mat out, const uint8_t* src, int H, 
     const int y = static_cast<int>(i / OW), x = static_cast<int>(i % OW);
     const int ry = y - pad_top, rx = x - pad_left;
     if (ry < 0 || ry >= rh || rx < 0 || rx >= rw) {
-      for (int c = 0; c < 3; ++c) cuda::store(out, i, c, -1.f);  // zero padding, normalized
+      for (int c = 0; c < 3; ++c) cuda::store(out, i, c, -1.f);  // the float branch pads with -1
       continue;
     }
     const Tap ty = source_tap(ry, H, rh), tx = source_tap(rx, W, rw);
     for (int c = 0; c < 3; ++c) {
+      // openpi's model path: normalize the u8 pixel first (x / 255 * 2 - 1 in fp32), then
+      // bilinear on floats, clamp to [-1, 1], no rounding. Unfused ops mirror the CPU twin.
       auto px = [&](int yy, int xx) {
-        return static_cast<float>(src[(static_cast<int64_t>(yy) * W + xx) * 3 + c]);
+        const float u = static_cast<float>(src[(static_cast<int64_t>(yy) * W + xx) * 3 + c]);
+        return __fsub_rn(__fmul_rn(__fdiv_rn(u, 255.f), 2.f), 1.f);
       };
       const float top = __fadd_rn(__fmul_rn(tx.l0, px(ty.i0, tx.i0)), __fmul_rn(tx.l1, px(ty.i0, tx.i1)));
       const float bot = __fadd_rn(__fmul_rn(tx.l0, px(ty.i1, tx.i0)), __fmul_rn(tx.l1, px(ty.i1, tx.i1)));
       const float v = __fadd_rn(__fmul_rn(ty.l0, top), __fmul_rn(ty.l1, bot));
-      const float q = fminf(fmaxf(rintf(v), 0.f), 255.f);  // half to even, clamp to u8
-      cuda::store(out, i, c, __fsub_rn(__fmul_rn(__fdiv_rn(q, 255.f), 2.f), 1.f));
+      cuda::store(out, i, c, fminf(fmaxf(v, -1.f), 1.f));
     }
   }
 }
