@@ -22,9 +22,13 @@ int cmd_bench(int argc, char** argv) {
   args.option("--iters", "N", "timed runs", "20")
       .option("--warmup", "N", "untimed runs first", "3")
       .option("--prompt", "TEXT", "task prompt", "pick up the red block and put it in the bowl")
-      .flag("--json", "print only the JSON line");
+      .flag("--json", "print only the JSON line")
+      .flag("--profile", "time every op (eager, synchronized) and print the per-stage table")
+      .flag("--no-graphs", "run eagerly instead of replaying a captured CUDA graph");
   if (!args.parse(argc, argv)) return 0;
-  const flashrt::LoadOptions opts = model_options(args);
+  flashrt::LoadOptions opts = model_options(args);
+  opts.profile_ops = args.has("--profile");
+  opts.cuda_graphs = !args.has("--no-graphs");
   const int iters = static_cast<int>(args.integer("--iters", 1, 1000000));
   const int warmup = static_cast<int>(args.integer("--warmup", 0, 1000000));
 
@@ -39,20 +43,32 @@ int cmd_bench(int argc, char** argv) {
   const double load_ms = now_ms() - t0;
   const frt_model_info_t info = model.info();
 
+  // Four different observations, rotated, so no run sees the previous run's inputs.
+  constexpr int kInputs = 4;
   std::vector<ImageU8> frames;
-  std::vector<flashrt::Image> views;
-  for (int v = 0; v < opts.num_views; ++v) frames.push_back(synthetic_image(v, 224, 224));
-  for (const ImageU8& f : frames)
-    views.push_back(flashrt::Image::u8(f.pixels.data(), f.height, f.width));
-  const flashrt::Observation obs{views, args.str("--prompt"), synthetic_state(info.state_dim), {}};
+  for (int k = 0; k < kInputs; ++k)
+    for (int v = 0; v < opts.num_views; ++v) frames.push_back(synthetic_image(v + 3 * k, 224, 224));
+  std::vector<flashrt::Observation> inputs;
+  for (int k = 0; k < kInputs; ++k) {
+    std::vector<flashrt::Image> views;
+    for (int v = 0; v < opts.num_views; ++v) {
+      const ImageU8& f = frames[static_cast<size_t>(k * opts.num_views + v)];
+      views.push_back(flashrt::Image::u8(f.pixels.data(), f.height, f.width));
+    }
+    std::vector<float> state = synthetic_state(info.state_dim);
+    for (float& x : state) x *= 1.0f - 0.1f * static_cast<float>(k);
+    inputs.push_back(flashrt::Observation{views, args.str("--prompt"), state, {}});
+  }
 
-  for (int i = 0; i < warmup; ++i) model.predict(obs);
-  std::vector<double> ms;
+  for (int i = 0; i < warmup; ++i) model.predict(inputs[static_cast<size_t>(i % kInputs)]);
+  std::vector<double> ms, gpu_ms;
   ms.reserve(static_cast<size_t>(iters));
   for (int i = 0; i < iters; ++i) {
     const double s = now_ms();
-    model.predict(obs);
+    model.predict(inputs[static_cast<size_t>(i % kInputs)]);
     ms.push_back(now_ms() - s);
+    const float g = model.last_gpu_ms();
+    if (g >= 0) gpu_ms.push_back(g);
   }
   const double mean = std::accumulate(ms.begin(), ms.end(), 0.0) / ms.size();
 
@@ -72,6 +88,8 @@ int cmd_bench(int argc, char** argv) {
                          {"p99_ms", percentile(ms, 99)},
                          {"min_ms", percentile(ms, 0)},
                          {"mean_ms", mean},
+                         {"replay_p50_ms", gpu_ms.empty() ? -1.0 : percentile(gpu_ms, 50)},
+                         {"replay_p90_ms", gpu_ms.empty() ? -1.0 : percentile(gpu_ms, 90)},
                          {"version", flashrt::version()}};
   if (!args.has("--json")) {
     std::printf("predict %s on %s (%s): views %d, steps %d, horizon %d\n", info.config,
@@ -83,6 +101,10 @@ int cmd_bench(int argc, char** argv) {
         "  mean %.3f ms\n",
         iters, warmup, percentile(ms, 50), percentile(ms, 90), percentile(ms, 99),
         percentile(ms, 0), mean);
+    if (!gpu_ms.empty())
+      std::printf("CUDA graph replay (GPU time): p50 %.3f ms  p90 %.3f ms\n",
+                  percentile(gpu_ms, 50), percentile(gpu_ms, 90));
+    if (opts.profile_ops) std::printf("\n%s\n", model.profile_report().c_str());
   }
   std::printf("%s\n", line.dump().c_str());
   return 0;

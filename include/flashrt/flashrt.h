@@ -80,6 +80,8 @@ typedef struct frt_load_options {
   const char* tokenizer_path;  /* NULL = search (see docs/checkpoints.md) */
   const char* default_prompt;  /* used when predict gets no prompt; may be NULL */
   uint64_t seed;               /* noise RNG seed when predict gets no noise */
+  int32_t cuda_graphs;         /* -1 default (on): capture the whole predict as one CUDA graph */
+  int32_t profile_ops;         /* 1: time every op, eagerly (see frt_model_profile_report) */
 } frt_load_options_t;
 
 FRT_API void frt_load_options_init(frt_load_options_t* options);
@@ -130,6 +132,13 @@ typedef struct frt_observation {
 FRT_API frt_status_t frt_model_predict(frt_model_t* model, const frt_observation_t* obs,
                                        float* actions, int64_t capacity, int32_t* out_horizon,
                                        int32_t* out_dim);
+/* GPU time (ms) of the last predict's CUDA-graph replay; < 0 when it ran eagerly (CPU backend,
+ * dumps enabled, graphs off). */
+FRT_API float frt_model_last_gpu_ms(frt_model_t* model);
+/* Per-stage / per-op timing table of the predicts so far (load option profile_ops); writes at most
+ * capacity bytes including the terminating NUL; *needed receives the full size. */
+FRT_API frt_status_t frt_model_profile_report(const frt_model_t* model, char* buffer,
+                                             size_t capacity, size_t* needed);
 /* Sets the prompt used when predict gets none. */
 FRT_API frt_status_t frt_model_set_prompt(frt_model_t* model, const char* prompt);
 /* The current prompt ("" if none). Valid until the next set_prompt. */

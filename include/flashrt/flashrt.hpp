@@ -62,6 +62,8 @@ struct LoadOptions {
   std::string tokenizer_path;
   std::string default_prompt;
   uint64_t seed = 0;
+  bool cuda_graphs = true;   // capture the whole predict as one CUDA graph
+  bool profile_ops = false;  // time every op (eager); see Model::profile_report
 };
 
 // One camera view: HxWx3 row-major, u8 or f32 in [0, 1]. The pixels are borrowed, not copied.
@@ -119,6 +121,8 @@ class Model {
     c.tokenizer_path = o.tokenizer_path.empty() ? nullptr : o.tokenizer_path.c_str();
     c.default_prompt = o.default_prompt.empty() ? nullptr : o.default_prompt.c_str();
     c.seed = o.seed;
+    c.cuda_graphs = o.cuda_graphs ? 1 : 0;
+    c.profile_ops = o.profile_ops ? 1 : 0;
     frt_model_t* handle = nullptr;
     check(frt_model_load(checkpoint_dir.c_str(), &c, &handle));
     return Model(handle);
@@ -179,6 +183,17 @@ class Model {
     i.struct_size = sizeof(i);
     check(frt_model_get_info(handle_, &i));
     return i;
+  }
+
+  // GPU time of the last predict's graph replay (ms); < 0 when it ran eagerly.
+  float last_gpu_ms() const { return frt_model_last_gpu_ms(handle_); }
+  std::string profile_report() const {
+    size_t needed = 0;
+    check(frt_model_profile_report(handle_, nullptr, 0, &needed));
+    std::string r(needed, '\0');
+    check(frt_model_profile_report(handle_, r.data(), r.size(), &needed));
+    r.resize(needed > 0 ? needed - 1 : 0);
+    return r;
   }
 
   void enable_dumps(bool on) { check(frt_model_enable_dumps(handle_, on ? 1 : 0)); }

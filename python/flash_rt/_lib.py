@@ -41,6 +41,8 @@ class LoadOptions(ctypes.Structure):
         ("tokenizer_path", ctypes.c_char_p),
         ("default_prompt", ctypes.c_char_p),
         ("seed", ctypes.c_uint64),
+        ("cuda_graphs", ctypes.c_int32),
+        ("profile_ops", ctypes.c_int32),
     ]
 
 
@@ -109,6 +111,9 @@ _SIGNATURES = {
                                       ctypes.POINTER(ctypes.c_float), ctypes.c_int64,
                                       ctypes.POINTER(ctypes.c_int32),
                                       ctypes.POINTER(ctypes.c_int32)]),
+    "frt_model_last_gpu_ms": (ctypes.c_float, [_c_model_p]),
+    "frt_model_profile_report": (_c_status, [_c_model_p, ctypes.c_char_p, ctypes.c_size_t,
+                                             ctypes.POINTER(ctypes.c_size_t)]),
     "frt_model_set_prompt": (_c_status, [_c_model_p, ctypes.c_char_p]),
     "frt_model_prompt": (ctypes.c_char_p, [_c_model_p]),
     "frt_model_recalibrate": (_c_status, [_c_model_p]),

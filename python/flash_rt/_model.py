@@ -187,6 +187,21 @@ class VLAModel:
         """Drops cached calibration so the next predict recalibrates (no-op for fp32/bf16)."""
         _lib.check(self._lib.frt_model_recalibrate(self._h()))
 
+    # ---- timing ----
+    def last_gpu_ms(self):
+        """GPU time (ms) of the last predict's CUDA-graph replay; None when it ran eagerly."""
+        ms = self._lib.frt_model_last_gpu_ms(self._h())
+        return None if ms < 0 else float(ms)
+
+    def profile_report(self):
+        """Per-stage / per-op times of the predicts so far (load with profile_ops=True)."""
+        needed = ctypes.c_size_t(0)
+        _lib.check(self._lib.frt_model_profile_report(self._h(), None, 0, ctypes.byref(needed)))
+        buf = ctypes.create_string_buffer(max(1, needed.value))
+        _lib.check(self._lib.frt_model_profile_report(self._h(), buf, len(buf),
+                                                      ctypes.byref(needed)))
+        return buf.value.decode("utf-8")
+
     # ---- debugging ----
     def enable_dumps(self, enable=True):
         """Record named intermediates of each predict (slower); read them with get_dump()."""
@@ -211,7 +226,7 @@ class VLAModel:
 def load_model(checkpoint, config="pi05", num_views=2, num_steps=None, hardware="auto",
                action_horizon=None, max_token_len=None, discrete_state_input=None,
                normalization=None, norm_stats_asset=None, tokenizer_path=None,
-               default_prompt=None, seed=0, **kwargs):
+               default_prompt=None, seed=0, cuda_graphs=True, profile_ops=False, **kwargs):
     """Loads an openpi PyTorch checkpoint directory. See docs/python_api.md for each argument;
     None means the config's default (pi05: num_steps 10, action_horizon 50, max_token_len 200,
     discrete_state_input True, normalization 'quantile')."""
@@ -219,7 +234,7 @@ def load_model(checkpoint, config="pi05", num_views=2, num_steps=None, hardware=
     a = _options.validate_load_args(checkpoint, config, num_views, num_steps, hardware,
                                     action_horizon, max_token_len, discrete_state_input,
                                     normalization, norm_stats_asset, tokenizer_path,
-                                    default_prompt, seed)
+                                    default_prompt, seed, cuda_graphs, profile_ops)
     lib = _lib.lib()
     opts = _lib.LoadOptions()
     lib.frt_load_options_init(ctypes.byref(opts))
@@ -241,6 +256,8 @@ def load_model(checkpoint, config="pi05", num_views=2, num_steps=None, hardware=
     opts.discrete_state_input = a.discrete_state_input
     opts.normalization = _lib.NORMALIZATIONS[a.normalization]
     opts.seed = a.seed
+    opts.cuda_graphs = 1 if a.cuda_graphs else 0
+    opts.profile_ops = 1 if a.profile_ops else 0
     handle = ctypes.c_void_p()
     _lib.check(lib.frt_model_load(_lib.to_c_string(a.checkpoint, "checkpoint"), ctypes.byref(opts),
                                   ctypes.byref(handle)))

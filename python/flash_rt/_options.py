@@ -21,7 +21,7 @@ CHECKPOINT_SIZES = ("tiny", "full")
 
 LOAD_KWARGS = ("checkpoint", "config", "num_views", "num_steps", "hardware", "action_horizon",
                "max_token_len", "discrete_state_input", "normalization", "norm_stats_asset",
-               "tokenizer_path", "default_prompt", "seed")
+               "tokenizer_path", "default_prompt", "seed", "cuda_graphs", "profile_ops")
 
 
 def is_int(value):
@@ -94,6 +94,8 @@ class LoadArgs:
     tokenizer_path: object
     default_prompt: object
     seed: int
+    cuda_graphs: bool = True
+    profile_ops: bool = False
 
 
 def check_unknown_kwargs(kwargs):
@@ -109,8 +111,12 @@ def check_unknown_kwargs(kwargs):
 def validate_load_args(checkpoint, config="pi05", num_views=2, num_steps=None, hardware="auto",
                        action_horizon=None, max_token_len=None, discrete_state_input=None,
                        normalization=None, norm_stats_asset=None, tokenizer_path=None,
-                       default_prompt=None, seed=0):
+                       default_prompt=None, seed=0, cuda_graphs=True, profile_ops=False):
     """Checks every load_model argument; returns LoadArgs with library encodings (0 = default)."""
+    for name, value in (("cuda_graphs", cuda_graphs), ("profile_ops", profile_ops)):
+        if not isinstance(value, (bool, np.bool_)):
+            raise ArgumentTypeError("{}={!r} is not allowed; expected True or False".format(
+                name, value))
     ckpt = path_arg("checkpoint", checkpoint)
     p = pathlib.Path(ckpt)
     if not p.exists():
@@ -155,7 +161,7 @@ def validate_load_args(checkpoint, config="pi05", num_views=2, num_steps=None, h
     prompt = str_arg("default_prompt", default_prompt)
     seed = int_arg("seed", seed, 0, 2 ** 64 - 1)
     return LoadArgs(ckpt, config, views, steps or 0, hardware, horizon or 0, tokens or 0, dsi,
-                    normalization, asset, tok, prompt, seed)
+                    normalization, asset, tok, prompt, seed, bool(cuda_graphs), bool(profile_ops))
 
 
 def validate_checkpoint_args(out_dir, config, size, seed):

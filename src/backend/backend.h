@@ -16,6 +16,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <initializer_list>
 #include <memory>
 #include <string>
@@ -54,6 +55,16 @@ class Backend {
   virtual void copy_to_host(void* host_dst, Tensor src, size_t bytes) = 0;
   virtual void synchronize() = 0;
   virtual size_t bytes_allocated() const = 0;
+
+  // ---- whole-predict execution ----
+  // Runs `body` (a sequence of ops). A backend with graphs captures it on the first call for
+  // `key` and replays the capture afterwards; `key` must name everything the body's launch
+  // parameters depend on. The default runs the body eagerly.
+  virtual void run_graph(const std::string& key, const std::function<void()>& body) { body(); }
+  // GPU time of the last run_graph replay in ms (valid after synchronize); < 0 if unknown.
+  virtual float last_graph_ms() { return -1.f; }
+  // Labels the ops that follow ("vision", "prefix", "denoise") for profilers; no-op by default.
+  virtual void stage(const char* name) {}
 
   // ---- ops (see ops.def for the table) ----
 

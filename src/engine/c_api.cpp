@@ -85,6 +85,7 @@ FRT_API void frt_load_options_init(frt_load_options_t* o) {
   o->struct_size = sizeof(*o);
   o->num_views = 2;
   o->discrete_state_input = -1;
+  o->cuda_graphs = -1;
 }
 
 FRT_API frt_status_t frt_model_load(const char* dir, const frt_load_options_t* o,
@@ -98,6 +99,10 @@ FRT_API frt_status_t frt_model_load(const char* dir, const frt_load_options_t* o
     if (!o) o = &defaults;
     require(o->struct_size >= offsetof(frt_load_options_t, seed) + sizeof(uint64_t),
             "frt_model_load: options->struct_size is too small; call frt_load_options_init");
+    // Fields after `seed` came with ABI additions: read them only when the caller's struct has
+    // them.
+    const bool has_exec_fields =
+        o->struct_size >= offsetof(frt_load_options_t, profile_ops) + sizeof(int32_t);
     frt::LoadRequest req;
     req.config = o->config ? o->config : "auto";
     req.hardware = o->hardware ? o->hardware : "auto";
@@ -112,6 +117,10 @@ FRT_API frt_status_t frt_model_load(const char* dir, const frt_load_options_t* o
     m.tokenizer_path = o->tokenizer_path ? o->tokenizer_path : "";
     m.default_prompt = o->default_prompt ? o->default_prompt : "";
     m.seed = o->seed;
+    if (has_exec_fields) {
+      req.cuda_graphs = o->cuda_graphs != 0;
+      req.profile_ops = o->profile_ops == 1;
+    }
     auto model = std::make_unique<frt_model>();
     model->engine = std::make_unique<frt::Engine>(dir, req);
     *out = model.release();
@@ -186,6 +195,22 @@ FRT_API frt_status_t frt_model_predict(frt_model_t* model, const frt_observation
                        capacity, " is too small; need ", result.size(), " floats (", H, "x", D,
                        ")");
     std::memcpy(actions, result.data(), result.size() * sizeof(float));
+  });
+}
+
+FRT_API float frt_model_last_gpu_ms(frt_model_t* model) {
+  if (!model) return -1.f;
+  std::lock_guard<std::mutex> lock(model->mutex);
+  return model->engine->last_graph_ms();
+}
+
+FRT_API frt_status_t frt_model_profile_report(const frt_model_t* model, char* buffer,
+                                             size_t capacity, size_t* needed) {
+  return guarded([&] {
+    require(model != nullptr, "frt_model_profile_report: model is NULL");
+    const std::string r = model->engine->profile_report();
+    if (needed) *needed = r.size() + 1;
+    if (buffer && capacity > 0) copy_str(buffer, capacity, r);
   });
 }
 

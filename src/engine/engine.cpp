@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "core/log.h"
+#include "backend/profiling_backend.h"
 #include "core/status.h"
 #include "io/prompt.h"
 #include "io/safetensors.h"
@@ -84,6 +85,8 @@ Engine::Engine(const std::string& dir, const LoadRequest& req) : dir_(dir) {
   }
 
   backend_ = pick_backend(req.hardware);
+  if (req.profile_ops) backend_ = std::make_unique<ProfilingBackend>(std::move(backend_));
+  cuda_graphs_ = req.cuda_graphs && !req.profile_ops;
   dumps_.bind(backend_.get());
   model_ = std::make_unique<Pi05Model>(*backend_, ckpt, dims_, opts_);
   for (int i = 0; i < opts_.num_views; ++i)
@@ -97,6 +100,11 @@ Engine::Engine(const std::string& dir, const LoadRequest& req) : dir_(dir) {
 Engine::~Engine() = default;
 
 int64_t Engine::params_in(Part part) const { return part_params_[static_cast<int>(part)]; }
+
+std::string Engine::profile_report() const {
+  const auto* p = dynamic_cast<const ProfilingBackend*>(backend_.get());
+  return p ? p->report() : std::string();
+}
 
 void Engine::set_prompt(const std::string& prompt) { prompt_ = prompt; }
 
@@ -208,10 +216,21 @@ void Engine::predict(const Observation& obs, std::vector<float>& actions) {
     dumps_.record_host("prompt_ids", std::move(h));
   }
 
-  model_->predict(in, dumps_);
+  // One graph per input shape: which views are present, their sizes, the prompt length.
+  // Dumps copy tensors out between ops, so they run eagerly.
+  const bool use_graph = cuda_graphs_ && !dumps_.enabled();
+  if (use_graph) {
+    std::string key = "t" + std::to_string(in.num_tokens);
+    for (const Tensor& v : in.views)
+      key += v.data ? "|" + std::to_string(v.dim(0)) + "x" + std::to_string(v.dim(1)) : "|-";
+    backend_->run_graph(key, [&] { model_->predict(in, dumps_); });
+  } else {
+    model_->predict(in, dumps_);
+  }
 
   actions.resize(static_cast<size_t>(H) * D);
   backend_->synchronize();
+  last_graph_ms_ = use_graph ? backend_->last_graph_ms() : -1.f;
   backend_->copy_to_host(actions.data(), x_, actions.size() * sizeof(float));
   unnormalize_rows(actions.data(), H, D, stats_.actions, mode_);
 }

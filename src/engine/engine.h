@@ -24,6 +24,8 @@ namespace frt {
 struct LoadRequest {
   std::string config = "auto";    // "pi05" / "pi0" / "auto"
   std::string hardware = "auto";  // "auto" / "cpu" / "cuda"
+  bool cuda_graphs = true;        // capture the whole predict as one graph (backends that can)
+  bool profile_ops = false;       // time every op (eager, synchronizing): see profile_report()
   ModelOptions options;
 };
 
@@ -60,6 +62,10 @@ class Engine {
   const NormStatsFile& norm_stats() const { return stats_; }
   NormMode norm_mode() const { return mode_; }
   int64_t params_in(Part part) const;
+  // GPU time of the last predict's graph replay (ms), < 0 when it ran eagerly.
+  float last_graph_ms() { return last_graph_ms_; }
+  // Per-stage / per-op times when loaded with profile_ops ("" otherwise).
+  std::string profile_report() const;
 
   // Largest raw image accepted (pixels); larger ones get an error asking to downscale.
   static constexpr int64_t kMaxImagePixels = 2048LL * 2048LL;
@@ -78,6 +84,8 @@ class Engine {
   std::unique_ptr<Pi05Model> model_;
   Dumps dumps_;
   std::string prompt_;
+  bool cuda_graphs_ = true;
+  float last_graph_ms_ = -1.f;
   std::mt19937_64 rng_;
   std::vector<int64_t> part_params_;
   // Device-side inputs (allocated once at load).

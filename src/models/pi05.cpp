@@ -41,6 +41,7 @@ void Pi05Model::predict(ModelInputs& in, Dumps& dumps) {
 
   // 1. Prefix embeddings: image tokens of each present view (masked views are dropped, not
   //    computed), then the text tokens scaled by sqrt(width) as openpi does (fp32 constant).
+  be_.stage("vision");
   int P = 0;
   for (size_t slot = 0; slot < in.views.size(); ++slot) {
     if (!in.views[slot].data) continue;
@@ -48,6 +49,7 @@ void Pi05Model::predict(ModelInputs& in, Dumps& dumps) {
                 static_cast<int>(slot));
     P += np;
   }
+  be_.stage("prefix");
   const float text_scale = static_cast<float>(std::sqrt(static_cast<double>(d.llm.width)));
   be_.embed_gather(ws_.prefix_x.row_slice(P, in.num_tokens), w_.embed, in.token_ids, text_scale);
   P += in.num_tokens;
@@ -56,6 +58,7 @@ void Pi05Model::predict(ModelInputs& in, Dumps& dumps) {
   // 2. Prefix pass: every layer's K (after RoPE) and V for positions [0, P).
   prefix_pass(be_, w_, d, ws_, P, dumps);
 
+  be_.stage("denoise");
   // 3. Flow matching: x = noise, t = 1 → 0 in num_steps Euler steps of the expert.
   const GemmaDims& e = d.expert;
   const int sites = 2 * e.layers + 1;

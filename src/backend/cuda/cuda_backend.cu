@@ -176,6 +176,10 @@ void CudaBackend::release() noexcept {
     if (plan.c) cublasLtMatrixLayoutDestroy(plan.c);
   }
   plans_.clear();
+  for (auto& [key, exec] : graphs_) cudaGraphExecDestroy(exec);
+  graphs_.clear();
+  if (graph_start_) cudaEventDestroy(graph_start_);
+  if (graph_stop_) cudaEventDestroy(graph_stop_);
   for (void* p : buffers_) cudaFree(p);
   buffers_.clear();
   if (lt_) cublasLtDestroy(lt_);

@@ -43,6 +43,9 @@ class CudaBackend final : public Backend {
   void copy_to_device(Tensor dst, const void* host_src, size_t bytes) override;
   void copy_to_host(void* host_dst, Tensor src, size_t bytes) override;
   void synchronize() override;
+  // CUDA graphs (cuda_graphs.cu): capture per key on first use, replay after.
+  void run_graph(const std::string& key, const std::function<void()>& body) override;
+  float last_graph_ms() override;
   size_t bytes_allocated() const override { return bytes_; }
 
   // ---- ops ----
@@ -128,6 +131,9 @@ class CudaBackend final : public Backend {
 
   int device_ = 0;
   cudaStream_t stream_ = nullptr;
+  std::map<std::string, cudaGraphExec_t> graphs_;
+  cudaEvent_t graph_start_ = nullptr, graph_stop_ = nullptr;
+  bool graph_timed_ = false;
   cublasLtHandle_t lt_ = nullptr;
   void* lt_workspace_ = nullptr;
   void* scratch_ = nullptr;

@@ -1,0 +1,74 @@
+// A Backend decorator that times every op (synchronizing before and after, so each op's time
+// is its own; totals run slower than a real predict) and reports time per stage and per op.
+// Used by `flashrt bench --profile` to show where a predict spends its time.
+// Tests: tests/cpp/test_profiling_backend.cpp.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "backend/backend.h"
+
+namespace frt {
+
+class ProfilingBackend final : public Backend {
+ public:
+  explicit ProfilingBackend(std::unique_ptr<Backend> inner) : inner_(std::move(inner)) {}
+
+  // Table: stage, op, calls, total ms, share; then per-stage totals.
+  std::string report() const;
+  void reset() { stats_.clear(); }
+
+  const char* name() const override { return inner_->name(); }
+  Device device() const override { return inner_->device(); }
+  DType activation_dtype() const override { return inner_->activation_dtype(); }
+  Tensor alloc(DType dtype, std::initializer_list<int64_t> shape, const char* what) override {
+    return inner_->alloc(dtype, shape, what);
+  }
+  Tensor upload_weight(HostTensor&& w, const std::string& name) override {
+    return inner_->upload_weight(std::move(w), name);
+  }
+  void copy_to_device(Tensor dst, const void* src, size_t bytes) override {
+    inner_->copy_to_device(dst, src, bytes);
+  }
+  void copy_to_host(void* dst, Tensor src, size_t bytes) override {
+    inner_->copy_to_host(dst, src, bytes);
+  }
+  void synchronize() override { inner_->synchronize(); }
+  size_t bytes_allocated() const override { return inner_->bytes_allocated(); }
+  // Profiling runs eagerly: per-op timing needs a synchronize between ops.
+  void stage(const char* name) override { stage_ = name; }
+
+  void linear(Tensor y, Tensor x, Tensor w, const Tensor* bias, Activation act,
+              bool accumulate) override;
+  void layer_norm(Tensor y, Tensor x, Tensor w, Tensor b, float eps) override;
+  void add_rms_norm(Tensor x, const Tensor* delta, Tensor y, Tensor scale, float eps) override;
+  void add_ada_rms_norm(Tensor x, const Tensor* delta, const Tensor* gate, Tensor y,
+                        Tensor mod_scale, Tensor mod_shift, float eps) override;
+  void gated_add(Tensor x, Tensor delta, Tensor gate) override;
+  void geglu(Tensor y, Tensor gate_up) override;
+  void activation(Tensor y, Tensor x, Activation act) override;
+  void qkv_split_rope(Tensor q, Tensor k, Tensor v, Tensor qkv, int num_q_heads, int num_kv_heads,
+                      int head_dim, int pos_offset, float theta) override;
+  void attention(Tensor out, Tensor q, Tensor k, Tensor v, const AttentionParams& p) override;
+  void patch_embed(Tensor out, Tensor img, Tensor w, Tensor b, Tensor pos) override;
+  void resize_pad_normalize(Tensor out, Tensor src_u8) override;
+  void embed_gather(Tensor out, Tensor table, Tensor ids, float scale) override;
+  void time_embedding(Tensor out, float t, float min_period, float max_period) override;
+  void euler_update(Tensor x, Tensor v, float dt) override;
+
+ private:
+  struct Stat {
+    int calls = 0;
+    double ms = 0;
+  };
+  template <typename Fn>
+  void timed(const std::string& op, Fn&& fn);
+
+  std::unique_ptr<Backend> inner_;
+  std::string stage_ = "other";
+  std::map<std::pair<std::string, std::string>, Stat> stats_;  // (stage, op)
+};
+
+}  // namespace frt
