@@ -14,6 +14,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <set>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -132,6 +133,7 @@ class CudaBackend final : public Backend {
   int device_ = 0;
   cudaStream_t stream_ = nullptr;
   std::map<std::string, cudaGraphExec_t> graphs_;
+  std::set<std::string> eager_keys_;  // shapes whose capture failed: run eagerly
   cudaEvent_t graph_start_ = nullptr, graph_stop_ = nullptr;
   bool graph_timed_ = false;
   cublasLtHandle_t lt_ = nullptr;

@@ -10,6 +10,10 @@ namespace frt {
 
 void CudaBackend::run_graph(const std::string& key, const std::function<void()>& body) {
   const char* op = "run_graph";
+  if (eager_keys_.count(key)) {  // capture failed before for this shape: stay correct, eager
+    graph_timed_ = false;
+    return body();
+  }
   auto it = graphs_.find(key);
   if (it == graphs_.end()) {
     // Warm-up outside the capture: first-use work (cuBLASLt algorithm choice, lazy module
@@ -17,22 +21,35 @@ void CudaBackend::run_graph(const std::string& key, const std::function<void()>&
     body();
     FRT_CUDA_CHECK(op, cudaStreamSynchronize(stream_));
     cudaGraph_t graph = nullptr;
-    FRT_CUDA_CHECK(op, cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
-    try {
-      body();
-    } catch (...) {
-      cudaStreamEndCapture(stream_, &graph);  // leave the stream usable
-      if (graph) cudaGraphDestroy(graph);
-      throw;
-    }
-    FRT_CUDA_CHECK(op, cudaStreamEndCapture(stream_, &graph));
     cudaGraphExec_t exec = nullptr;
-    const cudaError_t inst = cudaGraphInstantiate(&exec, graph, 0);
-    cudaGraphDestroy(graph);
-    FRT_CUDA_CHECK(op, inst);
-    it = graphs_.emplace(key, exec).first;
+    cudaError_t err = cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal);
+    if (err == cudaSuccess) {
+      try {
+        body();
+      } catch (...) {
+        cudaStreamEndCapture(stream_, &graph);  // leave the stream usable
+        if (graph) cudaGraphDestroy(graph);
+        throw;
+      }
+      err = cudaStreamEndCapture(stream_, &graph);
+    }
+    if (err == cudaSuccess) err = cudaGraphInstantiate(&exec, graph, 0);
+    if (graph) cudaGraphDestroy(graph);
+    if (err != cudaSuccess) {
+      // Graphs are an optimization: a shape that cannot be captured runs eagerly (the warm-up
+      // above already produced this call's result), and says so once.
+      cudaGetLastError();
+      eager_keys_.insert(key);
+      graph_timed_ = false;
+      log_warning("CUDA graph capture failed (", cudaGetErrorString(err),
+                  "); this input shape runs eagerly, which is slower but exact");
+      return;
+    }
+    graphs_.emplace(key, exec);
     if (graphs_.size() > 1)
       log_info("CUDA graph captured for a new input shape (", graphs_.size(), " graphs held)");
+    graph_timed_ = false;
+    return;  // the warm-up run above was this call's result
   }
   if (!graph_start_) {
     FRT_CUDA_CHECK(op, cudaEventCreate(&graph_start_));
