@@ -58,9 +58,6 @@ Engine::Engine(const std::string& dir, const LoadRequest& req) : dir_(dir) {
                 "' does not exist (make a synthetic one with `flashrt make-checkpoint`)");
   SafetensorsCheckpoint ckpt(dir);
   dims_ = detect_dims(ckpt, dir, req.config);
-  if (dims_.arch != Arch::kPi05)
-    throw_error(Status::kNotSupported, "load_model: ", dir, " is a ", arch_name(dims_.arch),
-                " checkpoint; this build runs pi05 only (pi0 support is issue #6)");
   opts_ = resolve_options(req.options, dims_.arch);
   mode_ = to_mode(opts_.normalization);
 
@@ -88,11 +85,12 @@ Engine::Engine(const std::string& dir, const LoadRequest& req) : dir_(dir) {
   if (req.profile_ops) backend_ = std::make_unique<ProfilingBackend>(std::move(backend_));
   cuda_graphs_ = req.cuda_graphs && !req.profile_ops;
   dumps_.bind(backend_.get());
-  model_ = std::make_unique<Pi05Model>(*backend_, ckpt, dims_, opts_);
+  model_ = make_policy(*backend_, ckpt, dims_, opts_);
   for (int i = 0; i < opts_.num_views; ++i)
     raw_views_.push_back(backend_->alloc(DType::kU8, {kMaxImagePixels * 3}, "raw_view"));
   token_ids_ = backend_->alloc(DType::kI32, {opts_.max_token_len}, "token_ids");
   x_ = backend_->alloc(DType::kF32, {opts_.action_horizon, dims_.action_dim}, "actions");
+  if (dims_.arch == Arch::kPi0) state_ = backend_->alloc(DType::kF32, {1, dims_.state_dim}, "state");
   rng_.seed(opts_.seed);
   prompt_ = opts_.default_prompt;
 }
@@ -163,7 +161,13 @@ void Engine::predict(const Observation& obs, std::vector<float>& actions) {
     throw_error(Status::kInvalidArgument, "predict: this pi05 model puts the robot state into the ",
                 "prompt (discrete_state_input=1), so state is required; pass state=... or load ",
                 "with discrete_state_input=0");
+  } else if (dims_.arch == Arch::kPi0) {
+    throw_error(Status::kInvalidArgument, "predict: pi0 feeds the robot state to the action ",
+                "expert (state_proj), so state is required; pass state=...");
   }
+  if (dims_.arch == Arch::kPi0 && static_cast<int>(state.size()) > dims_.state_dim)
+    throw_error(Status::kInvalidArgument, "predict: state has ", state.size(),
+                " values; pi0's state_proj takes at most ", dims_.state_dim);
   const int H = opts_.action_horizon, D = dims_.action_dim;
   if (obs.noise && obs.noise_len != static_cast<int64_t>(H) * D)
     throw_error(Status::kInvalidArgument, "predict: noise has ", obs.noise_len,
@@ -210,6 +214,13 @@ void Engine::predict(const Observation& obs, std::vector<float>& actions) {
   in.num_tokens = static_cast<int>(tp.ids.size());
   backend_->copy_to_device(x_, noise.data(), noise.size() * sizeof(float));
   in.x = x_;
+  if (dims_.arch == Arch::kPi0) {
+    // openpi pads the normalized state with zeros to the model's state width.
+    std::vector<float> padded(static_cast<size_t>(dims_.state_dim), 0.f);
+    std::copy(state.begin(), state.end(), padded.begin());
+    backend_->copy_to_device(state_, padded.data(), padded.size() * sizeof(float));
+    in.state = state_;
+  }
   if (dumps_.enabled()) {
     HostTensor h(DType::kF32, {static_cast<int64_t>(tp.ids.size())});
     for (size_t i = 0; i < tp.ids.size(); ++i) h.as<float>()[i] = static_cast<float>(tp.ids[i]);

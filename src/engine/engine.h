@@ -17,7 +17,7 @@
 #include "io/tokenizer.h"
 #include "models/blocks.h"
 #include "models/model_config.h"
-#include "models/pi05.h"
+#include "models/policy.h"
 
 namespace frt {
 
@@ -81,7 +81,7 @@ class Engine {
   NormMode mode_ = NormMode::kQuantile;
   std::unique_ptr<Tokenizer> tokenizer_;
   std::unique_ptr<Backend> backend_;
-  std::unique_ptr<Pi05Model> model_;
+  std::unique_ptr<PolicyModel> model_;
   Dumps dumps_;
   std::string prompt_;
   bool cuda_graphs_ = true;
@@ -92,6 +92,7 @@ class Engine {
   std::vector<Tensor> raw_views_;  // per slot: u8 [kMaxImagePixels * 3]
   Tensor token_ids_;               // i32 [max_token_len]
   Tensor x_;                       // f32 [horizon, action_dim]
+  Tensor state_;                   // f32 [1, action_dim]: Pi0's normalized, zero-padded state
 };
 
 }  // namespace frt

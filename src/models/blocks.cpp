@@ -114,6 +114,26 @@ void encode_view(Backend& be, const Pi0Weights& w, const ModelDims& d, Workspace
   dumps.record("vision_tokens." + tag, out);
 }
 
+int encode_prefix(Backend& be, const Pi0Weights& w, const ModelDims& d, Workspace& ws,
+                  const ModelInputs& in, Dumps& dumps) {
+  const int np = d.vision.num_patches();
+  be.stage("vision");
+  int P = 0;
+  for (size_t slot = 0; slot < in.views.size(); ++slot) {
+    if (!in.views[slot].data) continue;
+    encode_view(be, w, d, ws, in.views[slot], ws.prefix_x.row_slice(P, np), dumps,
+                static_cast<int>(slot));
+    P += np;
+  }
+  be.stage("prefix");
+  const float text_scale = static_cast<float>(std::sqrt(static_cast<double>(d.llm.width)));
+  be.embed_gather(ws.prefix_x.row_slice(P, in.num_tokens), w.embed, in.token_ids, text_scale);
+  P += in.num_tokens;
+  dumps.record("prefix_embeddings", ws.prefix_x.row_slice(0, P));
+  prefix_pass(be, w, d, ws, P, dumps);
+  return P;
+}
+
 void prefix_pass(Backend& be, const Pi0Weights& w, const ModelDims& d, Workspace& ws, int P,
                  Dumps& dumps) {
   const GemmaDims& g = d.llm;

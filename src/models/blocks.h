@@ -38,6 +38,15 @@ class Dumps {
   std::map<std::string, HostTensor> store_;
 };
 
+// Device-side inputs of one predict (the engine validates and uploads them).
+struct ModelInputs {
+  std::vector<Tensor> views;  // per image slot: raw u8 [H, W, 3]; data == nullptr → masked view
+  Tensor token_ids;           // i32 [num_tokens], valid tokens only (BOS first)
+  int num_tokens = 0;
+  Tensor x;                   // f32 [horizon, action_dim]: the noise in, the actions out
+  Tensor state;               // f32 [1, action_dim]: normalized, zero-padded (Pi0 only)
+};
+
 struct Workspace {
   // vision (one view at a time)
   Tensor image;      // [224, 224, 3]
@@ -58,6 +67,12 @@ Workspace make_workspace(Backend& be, const ModelDims& d, int num_views, int max
 // One view: raw u8 [H, W, 3] → projected tokens written into `out` [num_patches, llm width].
 void encode_view(Backend& be, const Pi0Weights& w, const ModelDims& d, Workspace& ws,
                  Tensor raw_u8, Tensor out, Dumps& dumps, int slot);
+
+// Steps 1-2 of every Pi0-family predict: the image tokens of each present view (masked views
+// are dropped, not computed), the text embeddings × sqrt(width) (openpi's fp32 constant), then
+// the prefix pass. Returns P, the number of prefix tokens.
+int encode_prefix(Backend& be, const Pi0Weights& w, const ModelDims& d, Workspace& ws,
+                  const ModelInputs& in, Dumps& dumps);
 
 // Prefix pass over ws.prefix_x rows [0, P): fills k_cache/v_cache rows [0, P) of every layer.
 // The last layer's attention output and MLP are skipped: nothing reads them.

@@ -34,29 +34,12 @@ Pi05Model::Pi05Model(Backend& be, const SafetensorsCheckpoint& ckpt, const Model
 
 void Pi05Model::predict(ModelInputs& in, Dumps& dumps) {
   const ModelDims& d = dims_;
-  const int np = d.vision.num_patches();
   const int H = static_cast<int>(in.x.rows());
   FRT_CHECK(H <= ws_.max_suffix, "horizon ", H, " > workspace ", ws_.max_suffix);
   FRT_CHECK(in.num_tokens >= 1 && in.num_tokens <= opts_.max_token_len, "token count");
 
-  // 1. Prefix embeddings: image tokens of each present view (masked views are dropped, not
-  //    computed), then the text tokens scaled by sqrt(width) as openpi does (fp32 constant).
-  be_.stage("vision");
-  int P = 0;
-  for (size_t slot = 0; slot < in.views.size(); ++slot) {
-    if (!in.views[slot].data) continue;
-    encode_view(be_, w_, d, ws_, in.views[slot], ws_.prefix_x.row_slice(P, np), dumps,
-                static_cast<int>(slot));
-    P += np;
-  }
-  be_.stage("prefix");
-  const float text_scale = static_cast<float>(std::sqrt(static_cast<double>(d.llm.width)));
-  be_.embed_gather(ws_.prefix_x.row_slice(P, in.num_tokens), w_.embed, in.token_ids, text_scale);
-  P += in.num_tokens;
-  dumps.record("prefix_embeddings", ws_.prefix_x.row_slice(0, P));
-
-  // 2. Prefix pass: every layer's K (after RoPE) and V for positions [0, P).
-  prefix_pass(be_, w_, d, ws_, P, dumps);
+  // 1-2. Image tokens + text tokens, prefix pass → every layer's K (after RoPE) and V.
+  const int P = encode_prefix(be_, w_, d, ws_, in, dumps);
 
   be_.stage("denoise");
   // 3. Flow matching: x = noise, t = 1 → 0 in num_steps Euler steps of the expert.

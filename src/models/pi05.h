@@ -4,36 +4,18 @@
 // Tests: tests/python/test_reference_parity.py (against tests/reference/pi05_reference.py).
 #pragma once
 
-#include <memory>
 #include <vector>
 
-#include "backend/backend.h"
-#include "models/blocks.h"
-#include "models/model_config.h"
+#include "models/policy.h"
 #include "models/weights.h"
 
 namespace frt {
 
-class SafetensorsCheckpoint;
-
-// Device-side inputs of one predict (the engine validates and uploads them).
-struct ModelInputs {
-  std::vector<Tensor> views;  // per image slot: raw u8 [H, W, 3]; data == nullptr → masked view
-  Tensor token_ids;           // i32 [num_tokens], valid tokens only (BOS first)
-  int num_tokens = 0;
-  Tensor x;                   // f32 [horizon, action_dim]: the noise in, the actions out
-  Tensor state;               // f32 [state_dim]: Pi0 only (Pi0.5 has it in the prompt)
-};
-
-class Pi05Model {
+class Pi05Model final : public PolicyModel {
  public:
   Pi05Model(Backend& be, const SafetensorsCheckpoint& ckpt, const ModelDims& dims,
             const ModelOptions& opts);
-  // Runs the whole predict; on return inputs.x holds the normalized actions.
-  void predict(ModelInputs& inputs, Dumps& dumps);
-
-  const ModelDims& dims() const { return dims_; }
-  int max_tokens() const { return opts_.max_token_len; }
+  void predict(ModelInputs& inputs, Dumps& dumps) override;
 
  private:
   Backend& be_;

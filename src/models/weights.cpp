@@ -164,6 +164,35 @@ HostTensor precompute_adarms(Reader& r, const ModelDims& d, int num_steps) {
   return mod;
 }
 
+// Pi0: action_time_mlp_in(concat(a, e_s)) = W[:, :W] a + (W[:, W:] e_s + b). The second term is
+// fixed per Euler step: evaluate it once per step in fp64 (a tiny [W, W] x [W] product).
+std::pair<HostTensor, HostTensor> split_action_time_mlp(Reader& r, const ModelDims& d,
+                                                        int num_steps) {
+  const int W = d.expert.width;
+  HostTensor full = r.f32("action_time_mlp_in.weight");  // [W, 2W]
+  HostTensor bias = r.f32("action_time_mlp_in.bias");    // [W]
+  HostTensor action_half(DType::kF32, {W, W});
+  for (int o = 0; o < W; ++o)
+    std::memcpy(action_half.as<float>() + static_cast<int64_t>(o) * W,
+                full.as<float>() + static_cast<int64_t>(o) * 2 * W, sizeof(float) * W);
+  const std::vector<float> ts = flow_schedule(num_steps);
+  const int steps = static_cast<int>(ts.size());
+  HostTensor step_bias(DType::kF32, {steps, W});
+  std::unique_ptr<Backend> cpu = make_cpu_backend();
+  Tensor emb = cpu->alloc(DType::kF32, {1, W}, "time_emb");
+  for (int s = 0; s < steps; ++s) {
+    cpu->time_embedding(emb, ts[s], 4e-3f, 4.0f);
+    const float* e = emb.as<float>();
+    for (int o = 0; o < W; ++o) {
+      const float* wt = full.as<float>() + static_cast<int64_t>(o) * 2 * W + W;
+      double acc = bias.as<float>()[o];
+      for (int k = 0; k < W; ++k) acc += static_cast<double>(wt[k]) * e[k];
+      step_bias.as<float>()[static_cast<int64_t>(s) * W + o] = static_cast<float>(acc);
+    }
+  }
+  return {std::move(action_half), std::move(step_bias)};
+}
+
 }  // namespace
 
 std::vector<float> flow_schedule(int num_steps) {
@@ -230,8 +259,9 @@ Pi0Weights load_pi0_weights(Backend& be, const SafetensorsCheckpoint& ckpt, cons
     w.expert_final_scale = up(be, r.one_plus(keys::kExpert + "norm.weight"), "expert.norm.weight");
     w.state_w = up(be, r.f32("state_proj.weight"), "state_proj.weight");
     w.state_b = up(be, r.f32("state_proj.bias"), "state_proj.bias");
-    w.action_time_in_w = up(be, r.f32("action_time_mlp_in.weight"), "action_time_mlp_in.weight");
-    w.action_time_in_b = up(be, r.f32("action_time_mlp_in.bias"), "action_time_mlp_in.bias");
+    auto [action_half, step_bias] = split_action_time_mlp(r, d, num_steps);
+    w.action_time_in_w = up(be, std::move(action_half), "action_time_mlp_in.weight[:, :W]");
+    w.action_time_step_bias = up(be, std::move(step_bias), "action_time_mlp_in.step_bias");
     w.action_time_out_w = up(be, r.f32("action_time_mlp_out.weight"), "action_time_mlp_out.weight");
     w.action_time_out_b = up(be, r.f32("action_time_mlp_out.bias"), "action_time_mlp_out.bias");
   }

@@ -5,7 +5,10 @@
 //  - RMSNorm weights folded to (1 + w) once;
 //  - Pi0.5: the time MLP and every adaRMS modulation depend only on the fixed time schedule, so
 //    they are evaluated once at load (on the CPU reference backend, in fp32) and only the
-//    resulting scale/shift/gate vectors are kept (see precompute_adarms in weights.cpp).
+//    resulting scale/shift/gate vectors are kept (see precompute_adarms in weights.cpp);
+//  - Pi0: action_time_mlp_in acts on concat(action_emb, time_emb); its time half is a constant
+//    per Euler step, so W_t · time_emb(t_s) + b is precomputed per step (a bias row) and only
+//    the action half W_a [W, W] stays a GEMM weight.
 // Tests: tests/python/test_reference_parity.py (end to end), tests/cpp/test_model_config.cpp.
 #pragma once
 
@@ -47,8 +50,9 @@ struct Pi0Weights {
   // step, (input norm, post-attention norm) per layer then the final norm; each as
   // (scale, shift, gate) rows.
   Tensor adarms_mod;
-  // Pi0 (issue #6): state_proj, action_time_mlp_in/out.
-  Tensor state_w, state_b, action_time_in_w, action_time_in_b, action_time_out_w,
+  // Pi0: state_proj; action_time_mlp_in split into the action half [W, W] and per-step biases
+  // [num_steps, W] (time half + bias, precomputed); action_time_mlp_out.
+  Tensor state_w, state_b, action_time_in_w, action_time_step_bias, action_time_out_w,
       action_time_out_b;
 };
 
