@@ -19,5 +19,5 @@ ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 
 echo "== Python tests =="
 export FLASH_RT_LIBRARY="$PWD/build/libflashrt.so" FLASHRT_BIN="$PWD/build/flashrt"
-export FLASHRT_REQUIRE_ENGINE=1
+export FLASHRT_REQUIRE_ENGINE=1 FLASHRT_REQUIRE_PI0=1
 "$PY" -m pytest tests/python -q -rs

@@ -5,7 +5,12 @@ Covers: the numpy safetensors reader (dtypes, bf16 bits, corrupt headers); openp
 normalize/unnormalize and its 1e-6, resize-with-pad geometry and values against an
 independent numpy bilinear); the model's invariants that openpi's padded formulation implies
 (dropping masked/padded tokens, an extra masked view slot or longer text padding change no
-valid row), the Euler step count, fp32 vs fp64 agreement, and that TF32 is off.
+valid row), the Euler step count, fp32 vs fp64 agreement, and that TF32 is off. Pi0 (on a
+python-written tiny pi0 checkpoint): the suffix masks (the state token sees the prefix and
+itself, never the actions: its hidden state is independent of x_t and equals running it alone),
+padded vs compact and masked-slot / text-padding invariance, the prompt format (BOS + text +
+"\n", cut at 48), z-score state normalization + zero padding to 32, z-score unnormalize, the
+Euler step count, fp32 vs fp64, and that each class refuses the other's checkpoint.
 Run: /usr/bin/python3 -m pytest tests/python/test_reference_selfcheck.py -q
 """
 
@@ -20,6 +25,7 @@ import torch.nn.functional as F
 from reference import check_close, cos, max_abs
 from reference import openpi_inputs as oi
 from reference import pi05_reference as pr
+from reference.pi0_family_reference import Pi0Reference
 from reference.safetensors_np import (SafetensorsFile, bf16_bits_to_f32, f32_to_bf16_bits,
                                       write_safetensors)
 
@@ -179,9 +185,9 @@ def count_steps(ref, num_steps):
     calls = []
     real = ref.denoise_step
 
-    def spy(*a):
-        calls.append(float(a[-1][0]))
-        return real(*a)
+    def spy(*a, **k):  # denoise_step(prefix_pad, ks, vs, x_t, t, state=...)
+        calls.append(float(a[4][0]))
+        return real(*a, **k)
 
     ref.denoise_step = spy
     try:
@@ -270,5 +276,150 @@ def test_float32_agrees_with_float64(ref, reference_tiny_checkpoint):
     f32 = ref.predict(imgs, 2, "pick up the red block", state, noise)
     f64 = pr.Pi05Reference(reference_tiny_checkpoint, dtype=torch.float64, max_token_len=48).predict(
         imgs, 2, "pick up the red block", state, noise)
+    assert cos(f32["actions"], f64["actions"]) > 0.999999
+    assert max_abs(f32["actions"], f64["actions"])[0] < 2e-5
+
+
+# ---------------------------------------------------------------- pi0
+
+
+@pytest.fixture(scope="module")
+def pi0_ckpt(tmp_path_factory):
+    from reference.tiny_checkpoint import make_tiny_checkpoint
+
+    return make_tiny_checkpoint(str(tmp_path_factory.mktemp("tiny_pi0_reference")), seed=1, config="pi0")
+
+
+@pytest.fixture(scope="module")
+def pi0(pi0_ckpt):
+    r = Pi0Reference(pi0_ckpt)
+    assert r.max_token_len == 48 and r.normalization == "zscore" and not r.discrete_state_input
+    assert r.w("state_proj.weight").shape == (32, 32)
+    assert r.w("action_time_mlp_in.weight").shape == (32, 64)
+    return r
+
+
+def _pi0_inputs(r, seed, sizes, horizon=10):
+    rng = np.random.default_rng(seed)
+    imgs = [None if s is None else rng.integers(1, 256, size=(*s, 3), dtype=np.uint8) for s in sizes]
+    st = r.norm_stats["state"]
+    state = st["mean"] + st["std"] * rng.uniform(-2.5, 2.5, st["mean"].shape)
+    return imgs, state, rng.standard_normal((horizon, 32)).astype(np.float32)
+
+
+def test_each_class_refuses_the_other_checkpoint(pi0_ckpt, reference_tiny_checkpoint):
+    with pytest.raises(NotImplementedError, match="found pi0: use Pi0Reference"):
+        pr.Pi05Reference(pi0_ckpt)
+    with pytest.raises(NotImplementedError, match="found pi05: use Pi05Reference"):
+        Pi0Reference(reference_tiny_checkpoint)
+
+
+def test_suffix_masks_pi0_and_pi05(pi0, ref):
+    """openpi's ar-masks, pi0: [1] (state) + [1, 0, ...] (actions): the state row sees the valid
+    prefix and itself only; action rows see the valid prefix, the state and every action.
+    pi05: [1, 0, ...]: every action row sees the valid prefix and every action."""
+    h, t = 4, torch.tensor([0.3])
+    suffix, att, cond = pi0.embed_suffix(torch.randn(1, 32), torch.randn(h, 32), t)
+    assert suffix.shape == (1 + h, 32) and cond is None and att.tolist() == [1, 1, 0, 0, 0]
+    prefix_pad = torch.tensor([True, False, True])
+    m = pr.suffix_attention_mask(prefix_pad, att).int().tolist()
+    assert m[0] == [1, 0, 1] + [1, 0, 0, 0, 0]
+    assert all(row == [1, 0, 1] + [1] * (1 + h) for row in m[1:])
+    suffix05, att05, cond05 = ref.embed_suffix(None, torch.randn(h, 32), t)
+    assert suffix05.shape == (h, 32) and cond05.shape == (32,) and att05.tolist() == [1, 0, 0, 0]
+    assert pr.suffix_attention_mask(prefix_pad, att05).int().tolist() == [[1, 0, 1] + [1] * h] * h
+
+
+def _prefix(r, imgs, prompt, state):
+    tokens, mask, _, norm_state = r.prepare_prompt(prompt, state)
+    pre = [oi.preprocess_image(im) for im in imgs]
+    embs = torch.cat([r.embed_image(i) for i, _ in pre] + [r.embed_tokens(tokens)])
+    pad = torch.cat([torch.full((256,), m) for _, m in pre] + [torch.from_numpy(mask)])
+    ks, vs = r.prefix_pass(embs, pad, torch.zeros(pad.shape[0], dtype=torch.int64))
+    return pad, ks, vs, r.suffix_state(norm_state)
+
+
+def test_pi0_state_token_never_sees_the_actions(pi0):
+    imgs, state, noise = _pi0_inputs(pi0, 10, [(224, 224), None])
+    pad, ks, vs, st = _prefix(pi0, imgs, "open the drawer", state)
+    t = torch.tensor([0.6])
+    with torch.no_grad():
+        outs = []
+        for x in (torch.from_numpy(noise), torch.from_numpy(noise) * -2.0 + 0.5):
+            suffix, att, cond = pi0.embed_suffix(st, x, t)
+            outs.append(pi0.expert_hidden(pad, ks, vs, suffix, att, cond))
+        alone = pi0.expert_hidden(pad, ks, vs, suffix[:1], att[:1], cond)
+    assert max_abs(outs[0][0], outs[1][0])[0] < 1e-6, "the state token's output depends on the actions"
+    assert max_abs(outs[0][1:], outs[1][1:])[0] > 1e-2, "the actions must change the action rows"
+    ok, line = check_close("state_alone", alone[0], outs[1][0], kind="velocity_0")
+    assert ok, line
+    assert np.abs(outs[0][0].numpy()).mean() > 0.1
+
+
+def test_pi0_padded_equals_compact(pi0):
+    imgs, state, noise = _pi0_inputs(pi0, 11, [(480, 640), None, (224, 224)])
+    padded = pi0.predict(imgs, 3, "put the cup on the plate", state, noise)
+    compact = pi0.predict(imgs, 3, "put the cup on the plate", state, noise, compact=True)
+    assert padded["prefix_k"][0].shape[0] == 2 * 256 + len(padded["prompt_ids"]) < 2 * 256 + 48
+    assert_same_valid_rows(padded, compact, "pi0 padded vs compact")
+    assert np.abs(padded["velocity_0"]).mean() > 0.1 and np.isfinite(padded["actions"]).all()
+
+
+def test_pi0_masked_slot_and_text_padding_change_nothing(pi0, pi0_ckpt):
+    imgs, state, noise = _pi0_inputs(pi0, 12, [(200, 300), (224, 224)])
+    two = pi0.predict(imgs, 2, "stack the bowls", state, noise)
+    three = pi0.predict([imgs[0], None, imgs[1]], 3, "stack the bowls", state, noise)
+    assert_same_valid_rows(two, three, "pi0 masked middle slot")
+    longer = Pi0Reference(pi0_ckpt, max_token_len=120).predict(imgs, 2, "stack the bowls", state, noise)
+    assert_same_valid_rows(two, longer, "pi0 text padding 48 vs 120")
+
+
+def test_pi0_prompt_format_and_truncation(pi0):
+    imgs, state, noise = _pi0_inputs(pi0, 13, [(224, 224)], horizon=2)
+    out = pi0.predict(imgs, 1, "  pick_up the\nred block ", state, noise, num_steps=1)
+    tok = pi0.tokenizer
+    assert out["prompt_text"] == "pick up the red block\n"
+    assert out["prompt_ids"].tolist() == tok.encode("pick up the red block", add_bos=True) + tok.encode("\n")
+    long_prompt = " ".join(["pick up the red block and put it in the bowl"] * 6)
+    ids, mask, _ = tok.tokenize(long_prompt, None)
+    full = tok.encode(long_prompt, add_bos=True) + tok.encode("\n")
+    assert len(full) > 48 and mask.all() and ids.tolist() == full[:48]
+
+
+def test_pi0_state_zscore_and_padding(pi0):
+    imgs, state, noise = _pi0_inputs(pi0, 14, [(224, 224)], horizon=3)
+    out = pi0.predict(imgs, 1, "push the button", state, noise, num_steps=2)
+    st = pi0.norm_stats["state"]
+    want = (state - st["mean"]) / (st["std"] + 1e-6)
+    np.testing.assert_allclose(out["state_normalized"], want, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(out["state_input"][8:], np.zeros(24, np.float32))
+    np.testing.assert_allclose(out["state_input"][:8], want.astype(np.float32), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="state is required"):
+        pi0.predict(imgs, 1, "push the button", None, noise)
+    moved = pi0.predict(imgs, 1, "push the button", state + 0.3 * st["std"], noise, num_steps=2)
+    assert max_abs(out["actions"], moved["actions"])[0] > 1e-3, "the state must reach the actions"
+
+
+def test_pi0_zscore_unnormalize(pi0):
+    imgs, state, noise = _pi0_inputs(pi0, 15, [(224, 224)])
+    out = pi0.predict(imgs, 1, "close the microwave", state, noise)
+    st = pi0.norm_stats["actions"]
+    d = st["mean"].shape[0]
+    a = out["actions_normalized"].astype(np.float64)
+    np.testing.assert_allclose(out["actions"][:, :d], a[:, :d] * (st["std"] + 1e-6) + st["mean"], rtol=1e-6, atol=1e-6)
+    # openpi pads mean with 0 and std with 1: the uncovered dims get x * (1 + 1e-6)
+    np.testing.assert_allclose(out["actions"][:, d:], a[:, d:] * (1 + 1e-6), rtol=1e-7, atol=0)
+
+
+@pytest.mark.parametrize("num_steps", [1, 4])
+def test_pi0_euler_runs_num_steps_from_t1(pi0, num_steps):
+    times = count_steps(pi0, num_steps)
+    assert len(times) == num_steps and times[0] == 1.0
+
+
+def test_pi0_float32_agrees_with_float64(pi0, pi0_ckpt):
+    imgs, state, noise = _pi0_inputs(pi0, 16, [(480, 640), (224, 224)])
+    f32 = pi0.predict(imgs, 2, "turn on the stove", state, noise)
+    f64 = Pi0Reference(pi0_ckpt, dtype=torch.float64).predict(imgs, 2, "turn on the stove", state, noise)
     assert cos(f32["actions"], f64["actions"]) > 0.999999
     assert max_abs(f32["actions"], f64["actions"])[0] < 2e-5

@@ -1,15 +1,19 @@
-"""Independent PyTorch reference of Pi0.5 (openpi's formulation, literally) and its helpers.
+"""Independent PyTorch reference of Pi0.5 and Pi0 (openpi's formulation, literally) and its helpers.
 
 Modules:
-  safetensors_np   safetensors read/write in plain numpy (bf16, f16, f32), no `safetensors` package
-  openpi_inputs    prompt formatting + tokenization, norm stats, image resize-with-pad, as openpi
-  pi05_reference   the model: Pi05Reference(checkpoint_dir).predict(...)
-  tiny_checkpoint  random tiny checkpoint in the openpi layout, for testing the reference alone
+  safetensors_np        safetensors read/write in plain numpy (bf16, f16, f32), no `safetensors` package
+  openpi_inputs         prompt formatting + tokenization, norm stats, image resize-with-pad, as openpi
+  model_ops             stateless torch ops (masks, time embedding, RMSNorm/adaRMS, RoPE, attention)
+  pi0_family_reference  the models: a shared base + Pi05Reference and Pi0Reference(checkpoint_dir)
+                        .predict(...)
+  pi05_reference        the historical import path of Pi05Reference (re-exports only)
+  tiny_checkpoint       random tiny pi05 / pi0 checkpoint in the openpi layout, for testing the
+                        reference alone
 
 This file also holds the comparison metrics shared by the parity tests and the GPU scripts, so
 there is one definition of "cosine" and "max abs error" and one tolerance table.
 Tests: tests/python/test_reference_selfcheck.py (reference alone),
-       tests/python/test_reference_parity.py (engine vs reference).
+       tests/python/test_reference_parity.py, test_reference_parity_pi0.py (engine vs reference).
 """
 
 import numpy as np

@@ -1,7 +1,9 @@
-"""A random tiny Pi0.5 checkpoint in openpi's PyTorch export layout, written in python so the
-reference can be tested before (and without) the engine: model.safetensors (bf16, as openpi's
-converter), config.json (with "flashrt": {"vision_heads"}), assets/<id>/norm_stats.json and a
-small SentencePiece model trained here as paligemma_tokenizer.model.
+"""A random tiny Pi0.5 or Pi0 checkpoint in openpi's PyTorch export layout, written in python so
+the reference can be tested before (and without) the engine: model.safetensors (bf16, as openpi's
+converter), config.json (with "flashrt": {"vision_heads"}), assets/<id>/norm_stats.json (mean,
+std, q01, q99) and a small SentencePiece model trained here as paligemma_tokenizer.model.
+pi05: adaRMS expert norms (`*.dense.{weight,bias}`), time_mlp_in/out. pi0: plain expert norms
+(`*.weight`), state_proj (W x 32), action_time_mlp_in (W x 2W), action_time_mlp_out (W x W).
 Dims (same as the engine's tiny preset): SigLIP width 64, 2 layers, 4 heads, MLP 128, patch 14,
 image 224; LLM width 64, 2 layers, 8 heads, 1 KV head, head_dim 16, MLP 128; expert width 32,
 2 layers, 8 heads, 1 KV head, head_dim 16, MLP 64; vocab 1024; action_dim 32.
@@ -14,7 +16,7 @@ import os
 
 import numpy as np
 
-from .pi05_reference import EXPERT, LLM, PREFIX, VISION
+from .pi0_family_reference import EXPERT, LLM, PREFIX, VISION
 from .safetensors_np import write_safetensors
 
 TINY = dict(vision=dict(width=64, layers=2, heads=4, mlp=128, patch=14, image=224),
@@ -23,8 +25,10 @@ TINY = dict(vision=dict(width=64, layers=2, heads=4, mlp=128, patch=14, image=22
             vocab=1024, action_dim=32, state_dim=8, action_stats_dim=7)
 
 
-def weight_shapes(d=TINY):
-    """{checkpoint key: shape} of a pi05 checkpoint with dims d."""
+def weight_shapes(d=TINY, config="pi05"):
+    """{checkpoint key: shape} of a pi05 or pi0 checkpoint with dims d."""
+    if config not in ("pi05", "pi0"):
+        raise ValueError(f"weight_shapes: config {config!r}; expected 'pi05' or 'pi0'")
     v, s = d["vision"], {}
     n_patch = (v["image"] // v["patch"]) ** 2
     s[VISION + "embeddings.patch_embedding.weight"] = (v["width"], 3, v["patch"], v["patch"])
@@ -43,7 +47,7 @@ def weight_shapes(d=TINY):
     mp = PREFIX + "paligemma.model.multi_modal_projector.linear."
     s[mp + "weight"], s[mp + "bias"] = (d["llm"]["width"], v["width"]), (d["llm"]["width"],)
     s[PREFIX + "paligemma.lm_head.weight"] = (d["vocab"], d["llm"]["width"])
-    for base, g, ada in ((LLM, d["llm"], False), (EXPERT, d["expert"], True)):
+    for base, g, ada in ((LLM, d["llm"], False), (EXPERT, d["expert"], config == "pi05")):
         w, hd = g["width"], g["head_dim"]
         for i in range(g["layers"]):
             p = f"{base}layers.{i}."
@@ -62,8 +66,12 @@ def weight_shapes(d=TINY):
         else:
             s[base + "norm.weight"] = (w,)
     ew, a = d["expert"]["width"], d["action_dim"]
-    for name, (o, i) in (("action_in_proj", (ew, a)), ("action_out_proj", (a, ew)),
-                         ("time_mlp_in", (ew, ew)), ("time_mlp_out", (ew, ew))):
+    heads = [("action_in_proj", (ew, a)), ("action_out_proj", (a, ew))]
+    if config == "pi05":
+        heads += [("time_mlp_in", (ew, ew)), ("time_mlp_out", (ew, ew))]
+    else:
+        heads += [("state_proj", (ew, a)), ("action_time_mlp_in", (ew, 2 * ew)), ("action_time_mlp_out", (ew, ew))]
+    for name, (o, i) in heads:
         s[name + ".weight"], s[name + ".bias"] = (o, i), (o,)
     return s
 
@@ -111,14 +119,14 @@ def _stats(rng, dim):
             "q99": (mean + 2.3 * std).tolist()}
 
 
-def make_tiny_checkpoint(out_dir, seed=0, asset_id="synthetic_robot", dtype="BF16"):
+def make_tiny_checkpoint(out_dir, seed=0, asset_id="synthetic_robot", dtype="BF16", config="pi05"):
     rng = np.random.default_rng(seed)
     os.makedirs(os.path.join(out_dir, "assets", asset_id), exist_ok=True)
-    shapes = weight_shapes()
+    shapes = weight_shapes(TINY, config)
     tensors = {n: _init(n, shp, rng).astype(np.float32) for n, shp in shapes.items()}
     write_safetensors(os.path.join(out_dir, "model.safetensors"), tensors,
                       dtypes={n: dtype for n in tensors}, metadata={"format": "pt"})
-    cfg = {"action_dim": TINY["action_dim"], "pi05": True,
+    cfg = {"action_dim": TINY["action_dim"], "pi05": config == "pi05",
            "flashrt": {"vision_heads": TINY["vision"]["heads"], "note": "python tiny checkpoint"}}
     with open(os.path.join(out_dir, "config.json"), "w") as f:
         json.dump(cfg, f, indent=2)
