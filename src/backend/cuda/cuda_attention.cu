@@ -175,6 +175,7 @@ void CudaBackend::attention(Tensor out, Tensor q, Tensor k, Tensor v, const Atte
   cuda::check_arg(Skv >= 1 && Skv - hidden >= 1, op,
                   "a query row would see no key (Skv < Sq - blind_rows + 1)");
   if (Sq == 0) return;
+  if (attention_flash(out, q, k, v, p)) return;  // tensor cores (cuda_flash_attention.cu)
 
   const dim3 grid(static_cast<unsigned>((Sq + kBlockRows - 1) / kBlockRows),
                   static_cast<unsigned>(p.num_q_heads));

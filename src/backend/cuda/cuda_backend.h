@@ -78,6 +78,15 @@ class CudaBackend final : public Backend {
   cudaStream_t stream() const { return stream_; }
   int device_index() const { return device_; }
 
+  // Routing of linear() to the skinny weight-streaming GEMM (cuda_skinny_gemm.cu, few x rows):
+  // on by default; benchmarks and tests turn it off to run cuBLASLt through the same linear().
+  void set_skinny_gemm_enabled(bool on) { skinny_gemm_enabled_ = on; }
+  bool skinny_gemm_enabled() const { return skinny_gemm_enabled_; }
+  // Whether skinny GEMMs launch with programmatic dependent launch (sm_90+: their weight loads
+  // overlap the previous kernel's tail). On by default; benchmarks compare both.
+  void set_skinny_gemm_pdl(bool on) { skinny_gemm_pdl_ = on; }
+  bool skinny_gemm_pdl() const { return skinny_gemm_pdl_; }
+
   // One GEMM through cuBLASLt (cuda_gemm.cu): y[M,N] (=|+=) x[M,K] . w[N,K]^T, all row-major
   // with row strides; x and w both BF16 or both F32, y F32 or BF16, fp32 compute. Returns false
   // (launching nothing) when cuBLASLt offers no algorithm; the caller then uses gemm_fallback.
@@ -105,6 +114,9 @@ class CudaBackend final : public Backend {
   static constexpr size_t kLtWorkspaceBytes = size_t{32} << 20;
 
   void* scratch(size_t bytes, const char* op) const;
+  // The tensor-core flash-attention path (cuda_flash_attention.cu): launches and returns true
+  // when it takes the call (see flash_attention_would_handle), else returns false untouched.
+  bool attention_flash(Tensor out, Tensor q, Tensor k, Tensor v, const AttentionParams& p);
   // cudaMalloc that names `what` in its out-of-memory error; `counted`: part of bytes_allocated().
   void* device_malloc(size_t bytes, const char* what, bool counted);
   void release() noexcept;  // frees everything (destructor, failed constructor)
@@ -144,6 +156,8 @@ class CudaBackend final : public Backend {
   std::map<GemmKey, GemmPlan> plans_;
   size_t bytes_ = 0;
   int attn_max_head_dim_ = 0;  // from cuda_attention_setup
+  bool skinny_gemm_enabled_ = true;
+  bool skinny_gemm_pdl_ = true;
 };
 
 // Device-error codes written to error_flag_[0] by kernels.

@@ -21,9 +21,11 @@ bool flash_attention_would_handle(const Tensor& out, const Tensor& q, const Tens
 
 // Tests / bench only. disable: every call runs the fallback kernel. splits > 0: that many key
 // splits (clamped to [1, key tiles] and to the scratch) instead of the planner's choice.
+// disable_pdl: launch the split combine step without programmatic dependent launch.
 struct FlashAttentionOverride {
   bool disable = false;
   int splits = 0;
+  bool disable_pdl = false;
 };
 void set_flash_attention_override(const FlashAttentionOverride& o);
 

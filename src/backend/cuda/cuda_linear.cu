@@ -12,6 +12,7 @@
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/cuda_common.cuh"
+#include "backend/cuda/cuda_skinny_gemm.h"
 
 namespace frt {
 
@@ -49,6 +50,10 @@ void CudaBackend::linear(Tensor y, Tensor x, Tensor w, const Tensor* bias, Activ
                   op, "unknown activation");
   cuda::check_arg(y.data != x.data && y.data != w.data, op, "y must not alias x or w");
   if (M == 0 || N == 0) return;
+  if (skinny_gemm_would_handle(*this, y, x, w, bias)) {  // few rows: weight-streaming kernel
+    skinny_gemm(*this, y, x, w, bias, act, accumulate);
+    return;
+  }
 
   Gemm g;
   g.M = M;

@@ -1,0 +1,216 @@
+// Device pieces shared by the flash-attention kernels (cuda_flash_attention_kernels.cuh): the
+// launch arguments, a division-free `m / group`, the per-tile online-softmax step on a warp's S
+// fragment, the split partial writer and the kernel that combines key splits.
+// Numerics: scores in the log2 domain (s * scale * log2 e, then 2^x), running max and sum per row
+// in fp32; the running max moves only when a score exceeds it by more than 2^8, so
+// p = 2^(s - m) <= 256 (exact in fp32, same relative precision in bf16) and O / l is unchanged
+// (both carry the same stale max) while most tiles skip rescaling O.
+// Covered by tests/gpu/test_cuda_flash_attention.cpp.
+#pragma once
+
+#include <cuda_bf16.h>
+
+#include <cstdint>
+
+#include "backend/cuda/cuda_mma.cuh"
+
+namespace frt::cuda::fa {
+
+using bf16 = __nv_bfloat16;
+
+constexpr int kBlockM = 64;  // M rows per CTA (4 groups of 16)
+constexpr int kMaxSplits = 64;
+constexpr float kRescaleThreshold = 8.f;
+
+// n / d for 0 <= n < 2^31 without a division instruction (Granlund-Montgomery, round-up
+// multiplier): q = (umulhi(n, mul) + n) >> shift. d = 1 and powers of two are exact shifts.
+struct FastDiv {
+  int d = 1;
+  uint32_t mul = 1, shift = 0;
+  __device__ __forceinline__ int div(int n) const {
+    return static_cast<int>((__umulhi(static_cast<uint32_t>(n), mul) + static_cast<uint32_t>(n)) >>
+                            shift);
+  }
+};
+inline FastDiv make_fast_div(int d) {
+  FastDiv f;
+  f.d = d;
+  while ((1u << f.shift) < static_cast<uint32_t>(d)) ++f.shift;
+  f.mul = static_cast<uint32_t>(((uint64_t{1} << 32) * ((uint64_t{1} << f.shift) - d)) / d + 1);
+  return f;
+}
+
+struct FlashArgs {
+  const bf16* q;
+  const bf16* k;
+  const bf16* v;
+  bf16* out;
+  int64_t ldq, ldk, ldv, ldo;  // row strides, elements
+  int skv, d, m_total, num_kv_heads;
+  FastDiv group;               // q heads per kv head; M row m = row * group + head_in_group
+  int blind_rows, blind_keys;  // rows < blind_rows see keys [0, blind_keys)
+  float scale_log2;            // scale * log2(e)
+  int keys_per_split, splits;  // keys_per_split: a multiple of the tile
+  float* part_o;               // [kv head][split][m][d]  (splits > 1)
+  float* part_ml;              // [kv head][split][m][2]: running max (log2 units), sum
+};
+
+// Key limit of M row m: the split's end, and Skv - hidden for blind rows.
+__device__ __forceinline__ int row_key_limit(const FlashArgs& a, int m, int key_end) {
+  if (m < a.m_total && a.group.div(m) < a.blind_rows) return min(key_end, a.blind_keys);
+  return key_end;
+}
+
+// One key tile's online-softmax step for a warp: s holds S for rows g / g + 8 (c0,c1 / c2,c3)
+// and keys key0 + 8 j + 2 t4 + {0, 1}. Scales, masks keys >= lim[r], moves the running max when
+// needed (rescaling l and the kOT O tiles), and leaves P = 2^(s - m) in s.
+template <int kNT, int kOT>
+__device__ __forceinline__ void softmax_step(float (&s)[kNT][4], float (&o)[kOT][4],
+                                             float (&m_run)[2], float (&l_run)[2],
+                                             const int (&lim)[2], int lim_min, int key0, int t4,
+                                             float scale_log2) {
+#pragma unroll
+  for (int j = 0; j < kNT; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) s[j][e] *= scale_log2;
+  if (key0 + 8 * kNT > lim_min) {
+#pragma unroll
+    for (int j = 0; j < kNT; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e)
+        if (key0 + 8 * j + 2 * t4 + (e & 1) >= lim[e >> 1]) s[j][e] = -INFINITY;
+  }
+  float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+  for (int j = 0; j < kNT; ++j) {
+    mx[0] = fmaxf(mx[0], fmaxf(s[j][0], s[j][1]));
+    mx[1] = fmaxf(mx[1], fmaxf(s[j][2], s[j][3]));
+  }
+  bool move[2];
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {  // the 4 lanes of a quad share a row
+    mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+    mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+    move[r] = mx[r] > m_run[r] + kRescaleThreshold;  // first visible key: -inf + 8 = -inf
+  }
+  if (__any_sync(0xffffffffu, move[0] || move[1])) {
+    float corr[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      corr[r] = move[r] ? ex2(m_run[r] - mx[r]) : 1.f;  // m_run = -inf: 0 (O and l are 0)
+      if (move[r]) m_run[r] = mx[r];
+      l_run[r] *= corr[r];
+    }
+#pragma unroll
+    for (int i = 0; i < kOT; ++i) {
+      o[i][0] *= corr[0];
+      o[i][1] *= corr[0];
+      o[i][2] *= corr[1];
+      o[i][3] *= corr[1];
+    }
+  }
+  // m_run is -inf only while every key so far was masked: then s is -inf too and p = 0.
+  const float m0 = m_run[0] == -INFINITY ? 0.f : m_run[0];
+  const float m1 = m_run[1] == -INFINITY ? 0.f : m_run[1];
+#pragma unroll
+  for (int j = 0; j < kNT; ++j) {
+    s[j][0] = ex2(s[j][0] - m0);
+    s[j][1] = ex2(s[j][1] - m0);
+    s[j][2] = ex2(s[j][2] - m1);
+    s[j][3] = ex2(s[j][3] - m1);
+    l_run[0] += s[j][0] + s[j][1];  // this lane's part of the row sum
+    l_run[1] += s[j][2] + s[j][3];
+  }
+}
+
+// Split path: a warp's unnormalized O (kOT n8 tiles from column col0) and, if write_ml, its
+// running max and (quad-reduced) sum, for M rows m_row0 + g and + 8.
+template <int kOT>
+__device__ __forceinline__ void write_partial(const FlashArgs& a, const float (&o)[kOT][4],
+                                              const float (&m_run)[2], const float (&l_run)[2],
+                                              int kvh, int split, int m_row0, int col0,
+                                              bool write_ml, int g, int t4) {
+  const size_t base = (static_cast<size_t>(kvh) * a.splits + split) * a.m_total;
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int m = m_row0 + g + 8 * r;
+    if (m >= a.m_total) continue;
+    float* const po = a.part_o + (base + m) * a.d;
+#pragma unroll
+    for (int i = 0; i < kOT; ++i) {
+      const int col = col0 + i * 8 + 2 * t4;
+      if (col < a.d)
+        *reinterpret_cast<float2*>(po + col) = make_float2(o[i][2 * r], o[i][2 * r + 1]);
+    }
+    if (write_ml && t4 == 0)
+      *reinterpret_cast<float2*>(a.part_ml + (base + m) * 2) = make_float2(m_run[r], l_run[r]);
+  }
+}
+
+// out = sum_s 2^(m_s - M) O_s / sum_s 2^(m_s - M) l_s with M = max_s m_s, one thread per 4
+// columns of a row, online over batches of kCombineBatch splits whose loads are all in flight
+// together (the partials are L2-resident; latency, not bandwidth, is the cost).
+constexpr int kCombineThreads = 256;
+constexpr int kCombineBatch = 16;
+__global__ void __launch_bounds__(kCombineThreads) flash_combine_kernel(const FlashArgs a) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");  // the split kernel is complete
+#endif
+  const int c4 = a.d / 4;
+  const int64_t total = static_cast<int64_t>(a.num_kv_heads) * a.m_total * c4;
+  const int64_t step_ml = static_cast<int64_t>(a.m_total) * 2;
+  const int64_t step_o = static_cast<int64_t>(a.m_total) * a.d;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int c = static_cast<int>(i % c4);
+    const int64_t rest = i / c4;
+    const int m = static_cast<int>(rest % a.m_total), kvh = static_cast<int>(rest / a.m_total);
+    const int64_t base = static_cast<int64_t>(kvh) * a.splits * a.m_total + m;
+    const float* const pml = a.part_ml + base * 2;
+    const float* const po = a.part_o + base * a.d + c * 4;
+    float mx = -INFINITY, l = 0.f;
+    float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
+    for (int s0 = 0; s0 < a.splits; s0 += kCombineBatch) {
+      float2 ml[kCombineBatch];
+      float4 ov[kCombineBatch];
+#pragma unroll
+      for (int u = 0; u < kCombineBatch; ++u) {
+        ml[u] = make_float2(-INFINITY, 0.f);
+        ov[u] = make_float4(0.f, 0.f, 0.f, 0.f);
+        if (s0 + u < a.splits) {
+          ml[u] = __ldg(reinterpret_cast<const float2*>(pml + (s0 + u) * step_ml));
+          ov[u] = __ldg(reinterpret_cast<const float4*>(po + (s0 + u) * step_o));
+        }
+      }
+      float nmx = mx;
+#pragma unroll
+      for (int u = 0; u < kCombineBatch; ++u) nmx = fmaxf(nmx, ml[u].x);
+      if (nmx == -INFINITY) continue;  // no split so far saw a key of this row
+      const float corr = ex2(mx - nmx);  // mx = -inf: 0 (acc and l are 0)
+      l *= corr;
+      acc.x *= corr;
+      acc.y *= corr;
+      acc.z *= corr;
+      acc.w *= corr;
+#pragma unroll
+      for (int u = 0; u < kCombineBatch; ++u) {
+        const float w = ex2(ml[u].x - nmx);  // a split the row saw no key of: 0
+        l += w * ml[u].y;
+        acc.x += w * ov[u].x;
+        acc.y += w * ov[u].y;
+        acc.z += w * ov[u].z;
+        acc.w += w * ov[u].w;
+      }
+      mx = nmx;
+    }
+    const float inv = l > 0.f ? 1.f / l : 0.f;
+    const int row = a.group.div(m), head = kvh * a.group.d + (m - row * a.group.d);
+    uint2 packed;
+    packed.x = pack_bf16x2(acc.x * inv, acc.y * inv);
+    packed.y = pack_bf16x2(acc.z * inv, acc.w * inv);
+    *reinterpret_cast<uint2*>(a.out + row * a.ldo + static_cast<int64_t>(head) * a.d + c * 4) =
+        packed;
+  }
+}
+
+}  // namespace frt::cuda::fa

@@ -1,0 +1,600 @@
+// Skinny weight-streaming GEMM: y[M,N] (=|+=) act(x[M,K] . w[N,K]^T + bias[N]) for M <= 64,
+// the action expert's shapes (M = horizon 10 / 50; K x N = 1024x2560, 2048x1024, 1024x8192,
+// 4096x1024, 32x1024, 1024x32). Bound by reading w (bf16) once, so the design is about bytes in
+// flight and a short instruction path per warp, not arithmetic:
+//  - CTA = 8 warps over R = 128 (or 64) weight rows x a k-range; each warp owns 16 rows and
+//    streams them with 16-byte non-caching loads in batches of U 32-k steps (2U loads), two
+//    batches in flight (two register sets; loads are predicated, never branched around, so the
+//    compiler never copies in-flight registers).
+//  - x for the CTA's whole k-range is staged once in shared memory as bf16 (cp.async) while the
+//    first weight batches are in flight; the weight loop then runs without barriers.
+//  - Tensor cores (mma.sync m16n8k16 bf16, fp32 accumulate; plain sm_80 PTX): A = the weight
+//    tile as loaded (16 rows x 32 k per step), B = staged x (8 rows per m-tile, up to 8 m-tiles).
+//    A lane's 16-byte weight vector is 8 consecutive k; the k order inside a 32-k step is
+//    permuted identically for A and B, so both come straight from 16-byte loads, no shuffles.
+//  - Split-K across the CTAs of a thread-block cluster (sm_90+, up to 8): each CTA leaves its
+//    partial tile in shared memory; after a cluster barrier each CTA reduces a slice of the
+//    tile from all peers (distributed shared memory) in a fixed order and runs the epilogue.
+//    One launch, no global scratch, no atomics, bit-reproducible. Without clusters (sm_80/89, or
+//    PTX built for them) each CTA covers the whole K.
+//  - x in F32 (the action input) is split into hi + lo bf16 planes (two MMAs): the product stays
+//    within ~2^-16 of fp32 instead of rounding x to bf16.
+//  - Epilogue fused: y = act(acc + bias) (+ y), fp32, rounded once (the CPU twin's order).
+// Covered by tests/gpu/test_cuda_skinny_gemm.cpp; timed by bench/bench_linear_cuda.cpp.
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <sstream>
+#include <string>
+
+#include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/cuda_check.h"
+#include "backend/cuda/cuda_common.cuh"
+#include "backend/cuda/cuda_skinny_gemm.h"
+
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#define FRT_SKINNY_CLUSTERS 1  // device code with thread-block clusters
+#else
+#define FRT_SKINNY_CLUSTERS 0
+#endif
+
+namespace frt {
+
+namespace {
+using cuda::Mat;
+
+constexpr int kWarps = 8;
+constexpr int kThreads = kWarps * 32;
+constexpr int kTileRows = kWarps * 16;  // weight rows per CTA x warps along k
+constexpr int kMaxCluster = 8;          // portable cluster size
+
+struct SkinnyArgs {
+  const __nv_bfloat16* w;  // [N, K], row stride ldw
+  int64_t ldw;
+  const void* x;  // [M, K] BF16 or F32, row stride ldx
+  int64_t ldx;
+  Mat y;     // [M, N]
+  Mat bias;  // [N] or absent
+  int act, accumulate;
+  int M, N, K;
+  int ks;       // k per CTA (the cluster's split of K), a multiple of the batch k
+  int xs_log2;  // log2 of the k width of one x stage (>= the batch k)
+  int cluster;  // CTAs per cluster along grid x (the k-splits); 1 = no cluster
+};
+
+// 16 bytes of weights if `pred`, else zeros: one predicated load (no branch), not kept in L1,
+// 256-byte L2 prefetch (rows are read in 64*U-byte runs). volatile: never hoisted above the
+// bounds check that `pred` carries.
+__device__ __forceinline__ uint4 ldg_stream(const __nv_bfloat16* p, bool pred) {
+  uint4 v;
+  asm volatile(
+      "{\n\t.reg .pred p;\n\tsetp.ne.b32 p, %5, 0;\n\t"
+      "mov.b32 %0, 0;\n\tmov.b32 %1, 0;\n\tmov.b32 %2, 0;\n\tmov.b32 %3, 0;\n\t"
+      "@p ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0, %1, %2, %3}, [%4];\n\t}"
+      : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+      : "l"(p), "r"(static_cast<int>(pred)));
+  return v;
+}
+
+// 16 bytes global -> shared without registers (cp.async, L2 only); zeros when !pred (nothing
+// is read then, but the source must still be a valid address).
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, bool pred) {
+  const unsigned d = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(d), "l"(src),
+               "r"(pred ? 16 : 0)
+               : "memory");
+}
+__device__ __forceinline__ void cp_async_wait_all() {
+  asm volatile("cp.async.commit_group;\n\tcp.async.wait_group 0;" ::: "memory");
+}
+
+// d[4] += A[16x16] . B[16x8], bf16 in, fp32 accumulate (PTX fragment layout).
+__device__ __forceinline__ void mma_bf16(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2,
+                                         uint32_t a3, uint32_t b0, uint32_t b1) {
+  asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, "
+      "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
+  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);  // .x (low half) = lo
+  return *reinterpret_cast<const uint32_t*>(&v);
+}
+
+// f = hi + lo with hi = bf16(f), lo = bf16(f - hi): 8 floats -> two 16-byte bf16 vectors.
+__device__ __forceinline__ void split_bf16(const float (&f)[8], uint4& hi, uint4& lo) {
+  float h[8], l[8];
+#pragma unroll
+  for (int i = 0; i < 8; ++i) {
+    h[i] = __bfloat162float(__float2bfloat16_rn(f[i]));
+    l[i] = f[i] - h[i];  // exact in fp32
+  }
+  hi = make_uint4(pack_bf16(h[0], h[1]), pack_bf16(h[2], h[3]), pack_bf16(h[4], h[5]),
+                  pack_bf16(h[6], h[7]));
+  lo = make_uint4(pack_bf16(l[0], l[1]), pack_bf16(l[2], l[3]), pack_bf16(l[4], l[5]),
+                  pack_bf16(l[6], l[7]));
+}
+
+#if FRT_SKINNY_CLUSTERS
+// Cluster barrier halves. arrive has release semantics (this CTA's earlier shared-memory
+// writes and reads are ordered before it), wait has acquire semantics.
+__device__ __forceinline__ void cluster_arrive() {
+  asm volatile("barrier.cluster.arrive.aligned;" ::: "memory");
+}
+__device__ __forceinline__ void cluster_wait() {
+  asm volatile("barrier.cluster.wait.aligned;" ::: "memory");
+}
+// The shared::cluster address of `smem_addr` (a shared-window address) in CTA `rank`.
+__device__ __forceinline__ uint32_t map_rank(uint32_t smem_addr, int rank) {
+  uint32_t r;
+  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(r) : "r"(smem_addr), "r"(rank));
+  return r;
+}
+__device__ __forceinline__ float ld_cluster(uint32_t addr) {
+  float v;
+  asm volatile("ld.shared::cluster.f32 %0, [%1];" : "=f"(v) : "r"(addr) : "memory");
+  return v;
+}
+#endif
+
+constexpr int log2_of(int v) { return v <= 1 ? 0 : 1 + log2_of(v / 2); }
+
+// U 32-k steps of this lane's two weight rows (g and g + 8 of the warp's 16) from k0 on. Lanes
+// of a quad (t = 0..3) hold 32 consecutive k of a row; zeros past K / N.
+template <int U>
+__device__ __forceinline__ void load_w(uint4 (&dst)[U][2], const __nv_bfloat16* w_lo,
+                                       const __nv_bfloat16* w_hi, bool ok_lo, bool ok_hi, int k0,
+                                       int ke) {
+#pragma unroll
+  for (int u = 0; u < U; ++u) {
+    const int k = k0 + u * 32;
+    dst[u][0] = ldg_stream(w_lo + k, k < ke && ok_lo);
+    dst[u][1] = ldg_stream(w_hi + k, k < ke && ok_hi);
+  }
+}
+
+// MT: m-tiles of 8 x rows (M <= 8 MT); U: 32-k steps per weight batch; WK: warps along k (the
+// CTA covers 128 / WK rows); XF32: x is F32 (hi + lo planes).
+template <int MT, int U, int WK, bool XF32>
+__global__ void __launch_bounds__(kThreads, 2) skinny_gemm_kernel(const SkinnyArgs a) {
+  extern __shared__ __align__(16) unsigned char smem[];
+  constexpr int MP = 8 * MT;            // x rows a stage holds
+  constexpr int kWarpsN = kWarps / WK;  // warps along n
+  constexpr int kRows = 16 * kWarpsN;   // R: weight rows per CTA
+  constexpr int kBatchK = 32 * U * WK;  // k per CTA batch (each warp: 32 U of it)
+  constexpr int kPitch = kRows + 4;     // partial-tile row pitch (floats), bank-spread
+#if !FRT_SKINNY_CLUSTERS
+  if (a.cluster > 1) __trap();  // the host never asks for a cluster from a pre-sm_90 build
+#endif
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int g = lane >> 2, t = lane & 3;  // mma groupID / thread in group
+  const int wn = warp % kWarpsN, wq = warp / kWarpsN;
+  const int n_base = blockIdx.y * kRows;
+  const int kb = blockIdx.x * a.ks;
+  const int ke = min(a.K, kb + a.ks);
+  const int nbat = ke > kb ? (ke - kb + kBatchK - 1) / kBatchK : 0;
+  const int stage_mask = (1 << (a.xs_log2 - log2_of(kBatchK))) - 1;  // batches per stage - 1
+  // Staged x row pitch in bytes: 2 * stage width is a multiple of 128; +64 puts rows g and g+1
+  // in different bank halves, so the quarter-warp phases of an LDS.128 are conflict-free.
+  const int x_pitch = (2 << a.xs_log2) + 64;
+  const int m_rows = (a.M + 7) & ~7;  // x rows of the m-tiles in use
+
+  // This lane's weight rows; out-of-range rows point at row 0 and are never loaded.
+  const int n_lo = n_base + wn * 16 + g, n_hi = n_lo + 8;
+  const bool ok_lo = n_lo < a.N, ok_hi = n_hi < a.N;
+  const __nv_bfloat16* w_lo = a.w + static_cast<int64_t>(ok_lo ? n_lo : 0) * a.ldw;
+  const __nv_bfloat16* w_hi = a.w + static_cast<int64_t>(ok_hi ? n_hi : 0) * a.ldw;
+  const int k_lane = kb + wq * U * 32 + 8 * t;  // this lane's first k in batch 0
+
+  float acc[MT][4];
+#pragma unroll
+  for (int j = 0; j < MT; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
+
+  // x[:, k0 .. k0 + stage width) -> shared memory as bf16 (F32: hi plane, lo plane MP rows
+  // below); zeros past M / K. Vector i of the stage: row i >> sh, 16-byte column i & mask.
+  auto stage_x = [&](int k0) {
+    const int sh = a.xs_log2 - 3, mask = (1 << sh) - 1;
+    const int total = m_rows << sh;
+    if constexpr (!XF32) {
+      const __nv_bfloat16* x = static_cast<const __nv_bfloat16*>(a.x);
+      for (int i = threadIdx.x; i < total; i += kThreads) {
+        const int m = i >> sh, c = i & mask, k = k0 + 8 * c;
+        const bool ok = m < a.M && k < ke;
+        cp_async16(smem + m * x_pitch + 16 * c, ok ? x + m * a.ldx + k : x, ok);
+      }
+      cp_async_wait_all();
+    } else {
+      const float* x = static_cast<const float*>(a.x);
+      for (int i = threadIdx.x; i < total; i += kThreads) {
+        const int m = i >> sh, c = i & mask, k = k0 + 8 * c;
+        float f[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+        if (m < a.M && k < ke) {
+          const float4* p = reinterpret_cast<const float4*>(x + m * a.ldx + k);
+          const float4 v0 = __ldg(p), v1 = __ldg(p + 1);
+          f[0] = v0.x, f[1] = v0.y, f[2] = v0.z, f[3] = v0.w;
+          f[4] = v1.x, f[5] = v1.y, f[6] = v1.z, f[7] = v1.w;
+        }
+        uint4 hi, lo;
+        split_bf16(f, hi, lo);
+        *reinterpret_cast<uint4*>(smem + m * x_pitch + 16 * c) = hi;
+        *reinterpret_cast<uint4*>(smem + (MP + m) * x_pitch + 16 * c) = lo;
+      }
+    }
+  };
+
+  // acc += weight batch . staged x at byte column `col0` (the batch's offset in the stage).
+  // Step u of a lane: weight vectors (rows g, g+8) and x vector (row g of each m-tile) at the
+  // same 8 k; elements 0-3 feed the first MMA, 4-7 the second.
+  auto multiply = [&](const uint4(&wv)[U][2], int col0) {
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const unsigned char* xu = smem + g * x_pitch + col0 + 2 * (wq * U * 32 + 8 * t + 32 * u);
+#pragma unroll
+      for (int j = 0; j < MT; ++j) {
+        if (8 * j >= a.M) continue;  // m-tile past M: nothing to compute
+        const unsigned char* xr = xu + 8 * j * x_pitch;
+        const uint4 xv = *reinterpret_cast<const uint4*>(xr);
+        mma_bf16(acc[j], wv[u][0].x, wv[u][1].x, wv[u][0].y, wv[u][1].y, xv.x, xv.y);
+        mma_bf16(acc[j], wv[u][0].z, wv[u][1].z, wv[u][0].w, wv[u][1].w, xv.z, xv.w);
+        if constexpr (XF32) {
+          const uint4 xl = *reinterpret_cast<const uint4*>(xr + MP * x_pitch);
+          mma_bf16(acc[j], wv[u][0].x, wv[u][1].x, wv[u][0].y, wv[u][1].y, xl.x, xl.y);
+          mma_bf16(acc[j], wv[u][0].z, wv[u][1].z, wv[u][0].w, wv[u][1].w, xl.z, xl.w);
+        }
+      }
+    }
+  };
+
+  // Batch b: multiply (if it exists), then reuse the registers for batch b + 2. Loads are
+  // unconditional (predicated off past K), so register sets never get copied.
+  auto batch = [&](int b, uint4(&cur)[U][2]) {
+    if (b < nbat) multiply(cur, 2 * (b & stage_mask) * kBatchK);  // uniform over the CTA
+    load_w<U>(cur, w_lo, w_hi, ok_lo, ok_hi, k_lane + (b + 2) * kBatchK, ke);
+  };
+
+  // Two weight batches in flight per warp from the start. The weights depend on no earlier
+  // kernel, so they are issued before waiting on it (programmatic dependent launch); x is not.
+  uint4 wa[U][2], wb[U][2];
+  load_w<U>(wa, w_lo, w_hi, ok_lo, ok_hi, k_lane, ke);
+  load_w<U>(wb, w_lo, w_hi, ok_lo, ok_hi, k_lane + kBatchK, ke);
+#if FRT_SKINNY_CLUSTERS
+  // Programmatic dependent launch (when launched with it): let the next kernel's CTAs start
+  // (they too only prefetch weights before waiting), then wait for the previous kernel's
+  // results. Both are no-ops without the launch attribute.
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+  for (int b = 0; b < nbat; b += 2) {
+    if ((b & stage_mask) == 0) {   // b opens an x stage (stages hold an even number of batches)
+      if (b > 0) __syncthreads();  // the previous stage is consumed
+      stage_x(kb + b * kBatchK);
+      __syncthreads();
+    }
+    batch(b, wa);
+    batch(b + 1, wb);
+  }
+  __syncthreads();  // every warp is done with the staged x: the partial tile reuses it
+
+  // Partial tile [wq][m][r] (fp32); acc[j]: (row g, m 2t), (g, 2t+1), (g+8, 2t), (g+8, 2t+1).
+  float* part = reinterpret_cast<float*>(smem);
+#pragma unroll
+  for (int j = 0; j < MT; ++j) {
+    if (8 * j >= a.M) continue;
+    float* p = part + (wq * MP + 8 * j + 2 * t) * kPitch + wn * 16 + g;
+    p[0] = acc[j][0];
+    p[kPitch] = acc[j][1];
+    p[8] = acc[j][2];
+    p[kPitch + 8] = acc[j][3];
+  }
+#if FRT_SKINNY_CLUSTERS
+  const uint32_t part_s = static_cast<uint32_t>(__cvta_generic_to_shared(part));
+  if (a.cluster > 1) {
+    cluster_arrive();
+    cluster_wait();
+  } else {
+    __syncthreads();
+  }
+#else
+  __syncthreads();
+#endif
+
+  // Reduce + epilogue. The cluster's threads split the R x M tile: thread `lin` owns tile row
+  // r = lin % R (one weight row n: bias loaded once) and x rows m = lin / R + i * m_step. Each
+  // output sums the partials of every (cluster rank q, k slot) in a fixed order: results do
+  // not depend on scheduling.
+  const int lin = blockIdx.x * kThreads + threadIdx.x;
+  const int r = lin % kRows, n = n_base + r;
+  const int m_step = a.cluster * (kThreads / kRows);
+  const bool live = n < a.N;
+  const float bias_n = live ? cuda::load_vec(a.bias, n, 0.f) : 0.f;
+  constexpr int kGroup = 4;  // x rows per thread finished together
+  float out[kGroup];
+  int m_first = lin / kRows;
+  for (; m_first < a.M; m_first += kGroup * m_step) {
+#pragma unroll
+    for (int i = 0; i < kGroup; ++i) {
+      const int m = m_first + i * m_step;
+      float s = 0.f;
+      if (m < a.M) {
+#if FRT_SKINNY_CLUSTERS
+        const uint32_t off = part_s + 4u * ((m * kPitch) + r);
+#pragma unroll
+        for (int q = 0; q < kMaxCluster; ++q) {
+          if (q >= a.cluster) continue;
+          const uint32_t base = a.cluster > 1 ? map_rank(off, q) : off;
+#pragma unroll
+          for (int k = 0; k < WK; ++k)
+            s += a.cluster > 1 ? ld_cluster(base + 4u * k * MP * kPitch)
+                               : part[(k * MP + m) * kPitch + r];
+        }
+#else
+#pragma unroll
+        for (int k = 0; k < WK; ++k) s += part[(k * MP + m) * kPitch + r];
+#endif
+      }
+      out[i] = s;
+    }
+    if (!live) continue;
+#pragma unroll
+    for (int i = 0; i < kGroup; ++i) {
+      const int m = m_first + i * m_step;
+      if (m >= a.M) continue;
+      float v = cuda::apply_act(a.act, out[i] + bias_n);
+      if (a.accumulate) v += cuda::load(a.y, m, n);
+      cuda::store(a.y, m, n, v);
+    }
+  }
+#if FRT_SKINNY_CLUSTERS
+  if (a.cluster > 1) {  // peers may still be reading this CTA's tile
+    cluster_arrive();
+    cluster_wait();
+  }
+#endif
+}
+
+// ---------------------------------------------------------------- host side
+
+using KernelFn = void (*)(SkinnyArgs);
+
+int m_tiles_for(int64_t M) { return M <= 8 ? 1 : M <= 16 ? 2 : M <= 32 ? 4 : 8; }
+// 32-k steps per weight batch (two batches in flight per warp): 4 (8 loads of 16 bytes per lane
+// and batch) where registers allow, fewer where the accumulators / hi+lo x planes need them
+// (<= 128 registers for 2 CTAs per SM and no spills on sm_80/89/90a/120, per ptxas -v).
+constexpr int steps_for(int mt, bool xf32) { return mt >= 4 ? 1 : xf32 ? 2 : 4; }
+
+template <int MT, bool XF32>
+KernelFn kernel_of(int wk) {
+  constexpr int U = steps_for(MT, XF32);
+  return wk == 1 ? skinny_gemm_kernel<MT, U, 1, XF32> : skinny_gemm_kernel<MT, U, 2, XF32>;
+}
+
+KernelFn kernel_for(int mt, int wk, bool xf32) {
+  switch (mt) {
+    case 1:
+      return xf32 ? kernel_of<1, true>(wk) : kernel_of<1, false>(wk);
+    case 2:
+      return xf32 ? kernel_of<2, true>(wk) : kernel_of<2, false>(wk);
+    case 4:
+      return xf32 ? kernel_of<4, true>(wk) : kernel_of<4, false>(wk);
+    default:
+      return xf32 ? kernel_of<8, true>(wk) : kernel_of<8, false>(wk);
+  }
+}
+
+struct Plan {
+  int mt = 1, u = 4, wk = 1, rows = 128, batch_k = 128, cluster = 1, xs_log2 = 7;
+  int64_t ks = 0, blocks_n = 0;
+  size_t smem = 0;
+  bool clusters = false;  // device and kernel code support clusters (and griddepcontrol)
+};
+
+// Shared memory of a CTA: the x stage, reused by the partial tile.
+size_t smem_bytes(int mt, int wk, bool xf32, int xs_log2) {
+  const size_t mp = 8 * static_cast<size_t>(mt);
+  const size_t stage = (xf32 ? 2 : 1) * mp * ((size_t{2} << xs_log2) + 64);
+  const size_t part = static_cast<size_t>(wk) * mp * (kTileRows / wk + 4) * sizeof(float);
+  return std::max(stage, part);
+}
+
+// Largest dynamic shared memory a CTA may ask for: two CTAs per SM, at most 72 KB each.
+constexpr int kSmemCap = 72 * 1024;
+
+struct DeviceShape {
+  int sms = 0, major = 0, smem_per_cta = 0;  // smem_per_cta: what a CTA may use (2 per SM)
+};
+
+// Once per process, for every instantiation: whether its code can use clusters (built for
+// sm_90+, not PTX of an older target JIT-compiled for this device), and its dynamic shared
+// memory limit raised to `cap`. (Function attributes apply to the current device: one GPU per
+// process, like the rest of the backend.)
+struct KernelInfo {
+  bool clusters[2][4][2] = {};  // [xf32][m-tile index][wk - 1]
+};
+
+int mt_index(int mt) { return mt == 1 ? 0 : mt == 2 ? 1 : mt == 4 ? 2 : 3; }
+
+KernelInfo probe_kernels(int cap) {
+  const char* op = "linear (skinny)";
+  KernelInfo info;
+  for (int xf32 = 0; xf32 < 2; ++xf32)
+    for (int mt : {1, 2, 4, 8})
+      for (int wk : {1, 2}) {
+        const KernelFn fn = kernel_for(mt, wk, xf32 != 0);
+        cudaFuncAttributes attr{};
+        FRT_CUDA_CHECK(op, cudaFuncGetAttributes(&attr, fn));
+        info.clusters[xf32][mt_index(mt)][wk - 1] = attr.ptxVersion >= 90;
+        if (cap > 48 * 1024)
+          FRT_CUDA_CHECK(
+              op, cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, cap));
+      }
+  return info;
+}
+
+// SM count, compute-capability major and per-CTA shared memory of a device, queried once.
+DeviceShape device_shape(int device) {
+  const char* op = "linear (skinny)";
+  constexpr int kMaxDevices = 64;
+  static std::atomic<int> cache[kMaxDevices][3];  // sms == 0: not yet queried
+  const bool cached = device >= 0 && device < kMaxDevices;
+  DeviceShape d;
+  if (cached && cache[device][0].load(std::memory_order_acquire) > 0) {
+    d.sms = cache[device][0].load(std::memory_order_relaxed);
+    d.major = cache[device][1].load(std::memory_order_relaxed);
+    d.smem_per_cta = cache[device][2].load(std::memory_order_relaxed);
+    return d;
+  }
+  int per_sm = 0, optin = 0;
+  FRT_CUDA_CHECK(op, cudaDeviceGetAttribute(&d.sms, cudaDevAttrMultiProcessorCount, device));
+  FRT_CUDA_CHECK(op, cudaDeviceGetAttribute(&d.major, cudaDevAttrComputeCapabilityMajor, device));
+  FRT_CUDA_CHECK(
+      op, cudaDeviceGetAttribute(&per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, device));
+  FRT_CUDA_CHECK(op,
+                 cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  d.smem_per_cta = std::min({kSmemCap, optin, per_sm / 2 - 1024});
+  if (cached) {
+    cache[device][1].store(d.major, std::memory_order_relaxed);
+    cache[device][2].store(d.smem_per_cta, std::memory_order_relaxed);
+    cache[device][0].store(d.sms, std::memory_order_release);  // last: marks the entry valid
+  }
+  return d;
+}
+
+bool kernel_has_clusters(int mt, int wk, bool xf32, int cap) {
+  static const KernelInfo info = probe_kernels(cap);  // thread-safe once; retried if it threw
+  return info.clusters[xf32][mt_index(mt)][wk - 1];
+}
+
+int log2_floor(int64_t v) {
+  int l = 0;
+  while ((int64_t{2} << l) <= v) ++l;
+  return l;
+}
+
+// Tile and split for a shape: enough CTAs to keep every SM streaming (about two per SM), rows
+// per CTA as large as that allows (x is re-read once per row block), k-splits only as deep as
+// needed and at least one weight batch each; x staged for the CTA's whole k-range when it fits.
+Plan make_plan(const CudaBackend& be, int64_t M, int64_t N, int64_t K, bool xf32) {
+  const DeviceShape dev = device_shape(be.device_index());
+  Plan p;
+  p.mt = m_tiles_for(M);
+  p.u = steps_for(p.mt, xf32);
+  const int64_t wide_blocks = (N + kTileRows - 1) / kTileRows;
+  const bool arch_clusters = dev.major >= 9;
+  p.wk = wide_blocks * (arch_clusters ? kMaxCluster : 1) >= dev.sms ? 1 : 2;
+  // (kernel_has_clusters also raises the kernels' shared-memory limit: call it on every device)
+  const bool built_for_clusters = kernel_has_clusters(p.mt, p.wk, xf32, dev.smem_per_cta);
+  const bool clusters = arch_clusters && built_for_clusters;
+  p.clusters = clusters;
+  const int max_split = clusters ? kMaxCluster : 1;
+  p.rows = kTileRows / p.wk;
+  p.batch_k = 32 * p.u * p.wk;
+  p.blocks_n = (N + p.rows - 1) / p.rows;
+  while (p.cluster < max_split && p.blocks_n * 2 * p.cluster <= 2 * static_cast<int64_t>(dev.sms) &&
+         K >= 2 * static_cast<int64_t>(p.cluster) * p.batch_k)
+    p.cluster *= 2;
+  const int64_t per_split = (K + p.cluster - 1) / p.cluster;
+  p.ks = (per_split + p.batch_k - 1) / p.batch_k * p.batch_k;
+  // x stage: a power of two >= the batch k, covering ks if the shared memory allows.
+  const int64_t planes_mp = (xf32 ? 2 : 1) * 8 * static_cast<int64_t>(p.mt);
+  const int64_t fit = (dev.smem_per_cta / planes_mp - 64) / 2;
+  p.xs_log2 = log2_floor(p.batch_k) + 1;  // at least two batches (the loop takes pairs)
+  while ((int64_t{1} << p.xs_log2) < p.ks && (int64_t{2} << p.xs_log2) <= fit) ++p.xs_log2;
+  p.smem = smem_bytes(p.mt, p.wk, xf32, p.xs_log2);
+  return p;
+}
+
+bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
+}  // namespace
+
+bool skinny_gemm_supported(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor* bias) {
+  (void)y;
+  (void)bias;
+  const int64_t M = x.rows(), K = x.cols(), N = w.rows();
+  if (M < 1 || M > kSkinnyMaxRows || N < 1 || K < 8 || K % 8 != 0) return false;
+  if (K > (int64_t{1} << 30) || N > int64_t{65535} * 64) return false;  // int indices, grid y
+  if (w.dtype != DType::kBF16 || w.ld() % 8 != 0 || !aligned16(w.data)) return false;
+  if (x.dtype == DType::kBF16) return x.ld() % 8 == 0 && aligned16(x.data);
+  if (x.dtype == DType::kF32) return x.ld() % 4 == 0 && aligned16(x.data);
+  return false;
+}
+
+// Routing: where this kernel measured faster than cuBLASLt, per launch inside a graph of
+// back-to-back launches (bench/bench_linear_cuda.cpp on an H200, PDL on): at M = 10 o_proj 4.3
+// vs 5.4 us, down 5.0 vs 7.1, qkv 4.5 vs 4.5, action in / out 2.8 / 2.9 vs 4.1 / 4.7; slower at
+// M = 10 for gate_up (16.8 MB: 10.5 vs 6.3 us) and at M >= 32 for most shapes. Revisit with the
+// benchmark whenever the kernel changes.
+constexpr int64_t kRouteMaxRows = 16;
+constexpr int64_t kRouteMaxWeightBytes = int64_t{9} << 20;
+
+bool skinny_gemm_would_handle(const CudaBackend& be, const Tensor& y, const Tensor& x,
+                              const Tensor& w, const Tensor* bias) {
+  if (!be.skinny_gemm_enabled() || !skinny_gemm_supported(y, x, w, bias)) return false;
+  return x.rows() <= kRouteMaxRows && w.rows() * x.cols() * 2 <= kRouteMaxWeightBytes;
+}
+
+void skinny_gemm(CudaBackend& be, Tensor y, Tensor x, Tensor w, const Tensor* bias, Activation act,
+                 bool accumulate) {
+  const char* op = "linear (skinny)";
+  cuda::check_arg(skinny_gemm_supported(y, x, w, bias), op,
+                  "operands outside the skinny kernel's domain (see skinny_gemm_supported)");
+  const int64_t M = x.rows(), K = x.cols(), N = w.rows();
+  const bool xf32 = x.dtype == DType::kF32;
+  const Plan p = make_plan(be, M, N, K, xf32);
+
+  SkinnyArgs args;
+  args.w = static_cast<const __nv_bfloat16*>(w.data);
+  args.ldw = w.ld();
+  args.x = x.data;
+  args.ldx = x.ld();
+  args.y = cuda::mat_of(y);
+  args.bias = cuda::mat_of(bias);
+  args.act = static_cast<int>(act);
+  args.accumulate = accumulate ? 1 : 0;
+  args.M = static_cast<int>(M);
+  args.N = static_cast<int>(N);
+  args.K = static_cast<int>(K);
+  args.ks = static_cast<int>(p.ks);
+  args.xs_log2 = p.xs_log2;
+  args.cluster = p.cluster;
+
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = dim3(static_cast<unsigned>(p.cluster), static_cast<unsigned>(p.blocks_n), 1);
+  cfg.blockDim = dim3(kThreads, 1, 1);
+  cfg.dynamicSmemBytes = p.smem;
+  cfg.stream = be.stream();
+  cudaLaunchAttribute attrs[2];
+  int n_attrs = 0;
+  if (p.cluster > 1) {
+    attrs[n_attrs].id = cudaLaunchAttributeClusterDimension;
+    attrs[n_attrs].val.clusterDim.x = static_cast<unsigned>(p.cluster);
+    attrs[n_attrs].val.clusterDim.y = 1;
+    attrs[n_attrs].val.clusterDim.z = 1;
+    ++n_attrs;
+  }
+  if (be.skinny_gemm_pdl() && p.clusters) {  // sm_90+ code (griddepcontrol) on an sm_90+ GPU
+    attrs[n_attrs].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attrs[n_attrs].val.programmaticStreamSerializationAllowed = 1;
+    ++n_attrs;
+  }
+  cfg.attrs = attrs;
+  cfg.numAttrs = static_cast<unsigned>(n_attrs);
+  FRT_CUDA_CHECK(op, cudaLaunchKernelEx(&cfg, kernel_for(p.mt, p.wk, xf32), args));
+  FRT_CUDA_LAUNCH_CHECK(op);
+}
+
+std::string skinny_gemm_plan(const CudaBackend& be, int64_t M, int64_t N, int64_t K,
+                             DType x_dtype) {
+  const Plan p = make_plan(be, M, N, K, x_dtype == DType::kF32);
+  std::ostringstream os;
+  os << "m_tiles=" << p.mt << " steps/batch=" << p.u << " rows/cta=" << p.rows
+     << " k_split=" << p.cluster << (p.cluster > 1 ? " (cluster)" : "")
+     << " ctas=" << p.blocks_n * p.cluster << " k/cta=" << p.ks << " k/batch=" << p.batch_k
+     << " x_stage_k=" << (1 << p.xs_log2) << " smem=" << p.smem;
+  return os.str();
+}
+
+}  // namespace frt

@@ -1,0 +1,44 @@
+// The skinny weight-streaming GEMM behind CudaBackend::linear for few x rows (the action
+// expert: horizon 10 or 50), with the full linear epilogue (bias, activation, residual add).
+// Such a GEMM is bound by reading the bf16 weight once; the kernel (cuda_skinny_gemm.cu) aims at
+// the device's copy bandwidth. linear() routes here whenever skinny_gemm_would_handle() says so;
+// skinny_gemm() runs it directly for any supported shape (tests, benchmarks).
+// Covered by tests/gpu/test_cuda_skinny_gemm.cpp; timed by bench/bench_linear_cuda.cpp.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "backend/backend.h"
+#include "core/tensor.h"
+
+namespace frt {
+
+class CudaBackend;
+
+// Most x rows the skinny kernel takes.
+inline constexpr int64_t kSkinnyMaxRows = 64;
+
+// Whether the skinny kernel can run linear(y, x, w, bias, ...): 1 <= M <= 64, w BF16, x BF16 or
+// F32, K a multiple of 8, x and w rows 16-byte aligned (address and row stride). y (F32/BF16,
+// any row stride), bias, activation and accumulate never matter. Operands are assumed already
+// checked by linear().
+bool skinny_gemm_supported(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor* bias);
+
+// Whether CudaBackend::linear routes this call to the skinny kernel: routing on
+// (CudaBackend::set_skinny_gemm_enabled), supported, and a shape where it measured faster than
+// cuBLASLt inside CUDA graphs (M <= 16 and at most 9 MB of weights; see cuda_skinny_gemm.cu).
+bool skinny_gemm_would_handle(const CudaBackend& be, const Tensor& y, const Tensor& x,
+                              const Tensor& w, const Tensor* bias);
+
+// y[M,N] (=|+=) act(x[M,K] . w[N,K]^T + bias[N]), fp32 accumulation, one rounding into y.
+// One launch on be.stream(); no allocation, no synchronization (capturable). Precondition:
+// skinny_gemm_supported() (throws kInternal otherwise).
+void skinny_gemm(CudaBackend& be, Tensor y, Tensor x, Tensor w, const Tensor* bias, Activation act,
+                 bool accumulate);
+
+// The launch the kernel would make for this shape on be's device, for logs and benchmarks, e.g.
+// "m_tiles=2 steps/batch=4 rows/cta=128 k_split=8 (cluster) ctas=160 k/cta=128 ...".
+std::string skinny_gemm_plan(const CudaBackend& be, int64_t M, int64_t N, int64_t K, DType x_dtype);
+
+}  // namespace frt
