@@ -6,8 +6,6 @@
 namespace frt {
 
 namespace {
-constexpr float kRmsEps = 1e-6f;
-
 ExpertNorm rms(const Tensor& scale) {
   ExpertNorm n;
   n.rms_scale = scale;
@@ -17,12 +15,8 @@ ExpertNorm rms(const Tensor& scale) {
 
 Pi0Model::Pi0Model(Backend& be, const SafetensorsCheckpoint& ckpt, const ModelDims& dims,
                    const ModelOptions& opts)
-    : be_(be), dims_(dims), opts_(opts) {
+    : Pi0FamilyModel(be, ckpt, dims, opts, /*extra_suffix_rows=*/1) {  // + the state token
   FRT_CHECK(dims.arch == Arch::kPi0, "Pi0Model needs a pi0 checkpoint");
-  w_ = load_pi0_weights(be, ckpt, dims, opts.num_steps);
-  // The suffix holds the state token and the action tokens.
-  ws_ = make_workspace(be, dims, opts.num_views, opts.max_token_len, opts.action_horizon + 1);
-  schedule_ = flow_schedule(opts.num_steps);
 }
 
 void Pi0Model::predict(ModelInputs& in, Dumps& dumps) {
@@ -37,7 +31,6 @@ void Pi0Model::predict(ModelInputs& in, Dumps& dumps) {
   const int P = encode_prefix(be_, w_, d, ws_, in, dumps);
 
   be_.stage("denoise");
-  const float dt = -1.0f / static_cast<float>(opts_.num_steps);
   Tensor state_row = ws_.sx.row_slice(0, 1), action_rows = ws_.sx.row_slice(1, H);
   Tensor action_emb = ws_.so.row_slice(0, H), hidden = ws_.sn.row_slice(0, H);
   for (size_t s = 0; s < schedule_.size(); ++s) {
@@ -57,12 +50,7 @@ void Pi0Model::predict(ModelInputs& in, Dumps& dumps) {
       const GemmaLayerWeights& lw = w_.expert[l];
       expert_layer(be_, lw, e, ws_, l, P, S, rms(lw.input_scale), rms(lw.post_scale), pending, 1);
     }
-    expert_norm(be_, ws_, S, pending, rms(w_.expert_final_scale), kRmsEps);
-    Tensor v = ws_.velocity.row_slice(0, H);
-    be_.linear(v, ws_.sn.row_slice(1, H), w_.action_out_w, &w_.action_out_b, Activation::kNone,
-               false);
-    if (s == 0) dumps.record("velocity.0", v);
-    be_.euler_update(in.x, v, dt);
+    finish_step(static_cast<int>(s), S, 1, pending, rms(w_.expert_final_scale), in, dumps);
   }
   dumps.record("actions_normalized", in.x);
 }

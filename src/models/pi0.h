@@ -5,26 +5,15 @@
 // Tests: tests/python/test_reference_parity_pi0.py (against tests/reference/).
 #pragma once
 
-#include <vector>
-
 #include "models/policy.h"
-#include "models/weights.h"
 
 namespace frt {
 
-class Pi0Model final : public PolicyModel {
+class Pi0Model final : public Pi0FamilyModel {
  public:
   Pi0Model(Backend& be, const SafetensorsCheckpoint& ckpt, const ModelDims& dims,
            const ModelOptions& opts);
   void predict(ModelInputs& inputs, Dumps& dumps) override;
-
- private:
-  Backend& be_;
-  ModelDims dims_;
-  ModelOptions opts_;
-  Pi0Weights w_;
-  Workspace ws_;
-  std::vector<float> schedule_;
 };
 
 }  // namespace frt

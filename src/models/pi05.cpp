@@ -8,8 +8,6 @@
 namespace frt {
 
 namespace {
-constexpr float kRmsEps = 1e-6f;
-
 // The adaRMS (scale, shift, gate) rows precomputed at load for step s and norm site i.
 ExpertNorm ada_norm(const Tensor& mod, int step, int site, int sites, int width) {
   const int64_t base = (static_cast<int64_t>(step) * sites + site) * 3;
@@ -25,11 +23,8 @@ ExpertNorm ada_norm(const Tensor& mod, int step, int site, int sites, int width)
 
 Pi05Model::Pi05Model(Backend& be, const SafetensorsCheckpoint& ckpt, const ModelDims& dims,
                      const ModelOptions& opts)
-    : be_(be), dims_(dims), opts_(opts) {
+    : Pi0FamilyModel(be, ckpt, dims, opts, 0) {
   FRT_CHECK(dims.arch == Arch::kPi05, "Pi05Model needs a pi05 checkpoint");
-  w_ = load_pi0_weights(be, ckpt, dims, opts.num_steps);
-  ws_ = make_workspace(be, dims, opts.num_views, opts.max_token_len, opts.action_horizon);
-  schedule_ = flow_schedule(opts.num_steps);
 }
 
 void Pi05Model::predict(ModelInputs& in, Dumps& dumps) {
@@ -45,7 +40,6 @@ void Pi05Model::predict(ModelInputs& in, Dumps& dumps) {
   // 3. Flow matching: x = noise, t = 1 → 0 in num_steps Euler steps of the expert.
   const GemmaDims& e = d.expert;
   const int sites = 2 * e.layers + 1;
-  const float dt = -1.0f / static_cast<float>(opts_.num_steps);
   for (size_t s = 0; s < schedule_.size(); ++s) {
     const int step = static_cast<int>(s);
     be_.linear(ws_.sx.row_slice(0, H), in.x, w_.action_in_w, &w_.action_in_b, Activation::kNone,
@@ -55,12 +49,7 @@ void Pi05Model::predict(ModelInputs& in, Dumps& dumps) {
     PendingResidual pending;
     for (int l = 0; l < e.layers; ++l)
       expert_layer(be_, w_.expert[l], e, ws_, l, P, H, norms[2 * l], norms[2 * l + 1], pending, 0);
-    expert_norm(be_, ws_, H, pending, norms[sites - 1], kRmsEps);
-    Tensor v = ws_.velocity.row_slice(0, H);
-    be_.linear(v, ws_.sn.row_slice(0, H), w_.action_out_w, &w_.action_out_b, Activation::kNone,
-               false);
-    if (step == 0) dumps.record("velocity.0", v);
-    be_.euler_update(in.x, v, dt);
+    finish_step(step, H, 0, pending, norms[sites - 1], in, dumps);
   }
   dumps.record("actions_normalized", in.x);
 }

@@ -4,26 +4,15 @@
 // Tests: tests/python/test_reference_parity.py (against tests/reference/pi05_reference.py).
 #pragma once
 
-#include <vector>
-
 #include "models/policy.h"
-#include "models/weights.h"
 
 namespace frt {
 
-class Pi05Model final : public PolicyModel {
+class Pi05Model final : public Pi0FamilyModel {
  public:
   Pi05Model(Backend& be, const SafetensorsCheckpoint& ckpt, const ModelDims& dims,
             const ModelOptions& opts);
   void predict(ModelInputs& inputs, Dumps& dumps) override;
-
- private:
-  Backend& be_;
-  ModelDims dims_;
-  ModelOptions opts_;
-  Pi0Weights w_;
-  Workspace ws_;
-  std::vector<float> schedule_;  // t of each Euler step
 };
 
 }  // namespace frt

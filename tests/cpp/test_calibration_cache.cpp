@@ -28,27 +28,8 @@ using json = nlohmann::json;
 
 namespace {
 
-struct Captured {
-  std::vector<std::pair<int, std::string>> messages;
-};
-void capture(int level, const char* msg, void* user) {
-  static_cast<Captured*>(user)->messages.emplace_back(level, msg);
-}
-struct LogCapture {
-  Captured cap;
-  LogCapture() { set_log_callback(&capture, &cap, LogLevel::kDebug); }
-  ~LogCapture() { set_log_callback(nullptr, nullptr, LogLevel::kInfo); }
-  std::vector<std::string> warnings() const {
-    std::vector<std::string> w;
-    for (const auto& [level, m] : cap.messages)
-      if (level == static_cast<int>(LogLevel::kWarning)) w.push_back(m);
-    return w;
-  }
-};
-
-bool contains(const std::string& s, const std::string& part) {
-  return s.find(part) != std::string::npos;
-}
+using frt::test::contains;
+using frt::test::LogCapture;
 
 // A tiny checkpoint: a small f32 tensor (hashed whole), a 64x64 f32 tensor (sampled) and a bf16
 // bias. `edit` may change the values before writing.

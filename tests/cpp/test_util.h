@@ -6,7 +6,10 @@
 #include <filesystem>
 #include <functional>
 #include <string>
+#include <utility>
+#include <vector>
 
+#include "core/log.h"
 #include "core/status.h"
 
 namespace frt::test {
@@ -29,6 +32,31 @@ inline std::string error_of(const std::function<void()>& fn, Status* status = nu
     return e.what();
   }
   return "";
+}
+
+// Captures log messages for one scope (restores stderr logging after).
+class LogCapture {
+ public:
+  LogCapture() { set_log_callback(&LogCapture::sink, this, LogLevel::kDebug); }
+  ~LogCapture() { set_log_callback(nullptr, nullptr, LogLevel::kInfo); }
+  LogCapture(const LogCapture&) = delete;
+  LogCapture& operator=(const LogCapture&) = delete;
+  std::vector<std::string> warnings() const {
+    std::vector<std::string> w;
+    for (const auto& [level, m] : messages)
+      if (level == static_cast<int>(LogLevel::kWarning)) w.push_back(m);
+    return w;
+  }
+  std::vector<std::pair<int, std::string>> messages;
+
+ private:
+  static void sink(int level, const char* msg, void* user) {
+    static_cast<LogCapture*>(user)->messages.emplace_back(level, msg);
+  }
+};
+
+inline bool contains(const std::string& s, const std::string& part) {
+  return s.find(part) != std::string::npos;
 }
 
 }  // namespace frt::test
