@@ -11,6 +11,10 @@
 #include "core/status.h"
 #include "flashrt/flashrt.hpp"
 
+namespace frt::cli {
+int cmd_serve(int argc, char** argv);  // tools/cmd_serve.cpp (src/server/)
+}  // namespace frt::cli
+
 namespace {
 
 using frt::cli::UsageError;
@@ -24,10 +28,6 @@ int not_implemented(const char* name, const char* issue, const char* what, int a
   }
   std::fprintf(stderr, "flashrt %s: not implemented yet (issue %s)\n", name, issue);
   return 1;
-}
-int cmd_serve(int argc, char** argv) {
-  return not_implemented("serve", "#5", "Serve a model over the openpi websocket protocol.", argc,
-                         argv);
 }
 int cmd_calibrate(int argc, char** argv) {
   return not_implemented("calibrate", "#4", "Calibrate FP8 scales on sample observations.", argc,
@@ -46,7 +46,7 @@ const Command kCommands[] = {
     {"inspect", frt::cli::cmd_inspect, "describe a checkpoint without loading it"},
     {"make-checkpoint", frt::cli::cmd_make_checkpoint, "write a synthetic checkpoint"},
     {"bench", frt::cli::cmd_bench, "time predict (warm-up, then p50/p90 over N runs)"},
-    {"serve", cmd_serve, "serve over the openpi websocket protocol (coming: issue #5)"},
+    {"serve", frt::cli::cmd_serve, "serve a model over HTTP JSON and the openpi websocket protocol"},
     {"calibrate", cmd_calibrate, "FP8 calibration (coming: issue #4)"},
 };
 

@@ -139,10 +139,15 @@ def test_bad_state_names_the_position(flashrt_bin, images, state, fragment):
     assert r.returncode == 2 and "--state: " + fragment in r.stderr, r.stderr
 
 
-@pytest.mark.parametrize("command,issue", [("serve", "#5"), ("calibrate", "#4")])
+@pytest.mark.parametrize("command,issue", [("calibrate", "#4")])
 def test_coming_commands(flashrt_bin, command, issue):
     r = cli(flashrt_bin, command)
     assert r.returncode == 1 and "not implemented yet (issue {})".format(issue) in r.stderr
+
+
+def test_serve_needs_a_checkpoint(flashrt_bin):
+    r = cli(flashrt_bin, "serve")
+    assert r.returncode == 2 and "--checkpoint" in r.stderr
 
 
 def test_runtime_errors_exit_1(flashrt_bin, tmp_path, images, tiny):

@@ -1,0 +1,155 @@
+#!/usr/bin/env python3
+"""Round-trip overhead of `flashrt serve` over in-process predict, on loopback.
+
+Checks first (a served reply equals the in-process predict for the same inputs and noise),
+then times N requests per protocol after a warm-up:
+  - openpi websocket (openpi-client's WebsocketClientPolicy, LIBERO-style: 2 views 224x224x3
+    uint8, float64 state, prompt, fixed noise);
+  - HTTP JSON (POST /predict with raw base64 images);
+and, with the server stopped, the same predict in this process through flash_rt.
+Per request, overhead = client round trip - the server's own predict time (policy_timing /
+infer_ms of that very request): transport, (de)serialization, queueing and mapping, free of the
+predict's run-to-run noise; "inside the server" = the server's own message-to-reply time
+(server_timing.infer_ms / latency_ms) - predict. Also: round-trip p50 - in-process p50.
+Prints a table and one JSON line per protocol.
+
+  python3 bench/bench_server.py                       # tiny synthetic checkpoint on the CPU
+  python3 bench/bench_server.py --checkpoint /ckpt/pi05_libero --hardware cuda --iters 200
+Needs: a built `flashrt` ($FLASHRT_BIN or build/flashrt), libflashrt.so ($FLASH_RT_LIBRARY or
+build/), openpi-client, requests.
+"""
+
+import argparse
+import base64
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import requests
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "python"))
+sys.path.insert(0, str(REPO / "tests" / "python"))
+
+
+def pct(values, p):
+    return float(np.percentile(np.asarray(values, dtype=np.float64), p))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--bin", default=os.environ.get("FLASHRT_BIN", str(REPO / "build" / "flashrt")))
+    ap.add_argument("--checkpoint", help="default: a tiny synthetic one written to a temp dir")
+    ap.add_argument("--hardware", default="cpu", choices=["auto", "cpu", "cuda"])
+    ap.add_argument("--views", type=int, default=2)
+    ap.add_argument("--horizon", type=int, default=10)
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--iters", type=int, default=50)
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--omp-threads", default="1", help="OMP_NUM_THREADS of the server and this "
+                    "process (CPU backend); '' leaves it unset")
+    ap.add_argument("--json", action="store_true", help="print only the JSON lines")
+    args = ap.parse_args()
+    if args.omp_threads:
+        os.environ["OMP_NUM_THREADS"] = os.environ["OPENBLAS_NUM_THREADS"] = args.omp_threads
+
+    from openpi_client import websocket_client_policy
+    from server_fixtures import ServerProcess
+
+    ckpt = pathlib.Path(args.checkpoint or tempfile.mkdtemp(prefix="flashrt_bench_ckpt_"))
+    if not args.checkpoint:
+        subprocess.run([args.bin, "make-checkpoint", str(ckpt)], check=True, capture_output=True)
+        import atexit
+
+        atexit.register(shutil.rmtree, ckpt, True)
+    tok = ckpt / "paligemma_tokenizer.model"
+    rng = np.random.default_rng(0)
+    views = [rng.integers(0, 256, (224, 224, 3), dtype=np.uint8) for _ in range(args.views)]
+    state = rng.uniform(-1, 1, 8)
+    prompt = "pick up the black bowl and place it on the plate"
+    log = (lambda *a: None) if args.json else (lambda *a: print(*a, file=sys.stderr))
+
+    server = ServerProcess(args.bin, ckpt, "--views", args.views, "--horizon", args.horizon,
+                           "--steps", args.steps, "--warmup", 3, hardware=args.hardware,
+                           omp_threads=args.omp_threads)
+    info = requests.get(server.url + "/health", timeout=10).json()
+    D, H, state_dim = info["action_dim"], info["action_horizon"], info["state_dim"]
+    state = rng.uniform(-1, 1, state_dim)
+    noise = rng.standard_normal((H, D)).astype(np.float32)
+    obs = {"observation/image": views[0], "observation/wrist_image": views[-1],
+           "observation/state": state, "prompt": prompt, "noise": noise}
+    body = json.dumps({"images": [base64.b64encode(v.tobytes()).decode() for v in views[:2]],
+                       "image_shape": [224, 224, 3], "state": state.tolist(),
+                       "noise": noise.tolist(), "prompt": prompt})
+    results = {}
+    try:
+        client = websocket_client_policy.WebsocketClientPolicy("127.0.0.1", server.port)
+        session = requests.Session()
+        served = client.infer(obs)["actions"]
+        for name in ("websocket", "http"):
+            rt, infer, total = [], [], []
+            for i in range(args.warmup + args.iters):
+                t0 = time.perf_counter()
+                if name == "websocket":
+                    out = client.infer(obs)
+                    ms, server_ms = out["policy_timing"]["infer_ms"], out["server_timing"]["infer_ms"]
+                else:
+                    r = session.post(server.url + "/predict", data=body, timeout=120)
+                    r.raise_for_status()
+                    ms, server_ms = r.json()["infer_ms"], r.json()["latency_ms"]
+                if i >= args.warmup:
+                    rt.append((time.perf_counter() - t0) * 1000)
+                    infer.append(ms)
+                    total.append(server_ms)
+            results[name] = (rt, infer, total)
+    finally:
+        server.stop()
+
+    import flash_rt
+
+    model = flash_rt.load_model(str(ckpt), num_views=args.views, hardware=args.hardware,
+                                action_horizon=args.horizon, num_steps=args.steps,
+                                tokenizer_path=str(tok) if tok.exists() else None)
+    imgs = [views[0], views[-1]] if args.views >= 2 else [views[0]]
+    want = model.predict(imgs, prompt=prompt, state=state, noise=noise)
+    err = float(np.abs(served - want[:, :served.shape[1]]).max())
+    log("check: served actions vs in-process predict, max |diff| = {:.2e}".format(err))
+    if err > 1e-3 * max(1.0, float(np.abs(want).max())):
+        sys.exit("served actions differ from the in-process predict (max |diff| {})".format(err))
+    local = []
+    for i in range(args.warmup + args.iters):
+        t0 = time.perf_counter()
+        model.predict(imgs, prompt=prompt, state=state, noise=noise)
+        if i >= args.warmup:
+            local.append((time.perf_counter() - t0) * 1000)
+
+    log("{} on {} ({}), {} view(s) 224x224, horizon {}, {} iters after {} warm-up".format(
+        info["config"], info["hardware"], info.get("device"), args.views, H, args.iters, args.warmup))
+    log("in-process predict: p50 {:.3f} ms  p99 {:.3f} ms".format(pct(local, 50), pct(local, 99)))
+    for name, (rt, infer, total) in results.items():
+        over = np.asarray(rt) - np.asarray(infer)
+        inside = np.asarray(total) - np.asarray(infer)  # parse, map, queue, reply inside the server
+        line = {"bench": "server_overhead", "protocol": name, "hardware": info["hardware"],
+                "device": info.get("device"), "views": args.views, "horizon": H,
+                "iters": args.iters, "rt_p50_ms": pct(rt, 50), "rt_p99_ms": pct(rt, 99),
+                "server_predict_p50_ms": pct(infer, 50), "overhead_p50_ms": pct(over, 50),
+                "overhead_p99_ms": pct(over, 99), "server_side_p50_ms": pct(inside, 50),
+                "inprocess_p50_ms": pct(local, 50),
+                "inprocess_p99_ms": pct(local, 99),
+                "rt_p50_minus_inprocess_p50_ms": pct(rt, 50) - pct(local, 50)}
+        log("{:9s}: round trip p50 {:.3f} p99 {:.3f} ms | overhead (rt - server predict) p50 "
+            "{:.3f} p99 {:.3f} ms (inside the server p50 {:.3f}) | rt p50 - in-process p50 "
+            "{:+.3f} ms".format(name, line["rt_p50_ms"], line["rt_p99_ms"], line["overhead_p50_ms"],
+                                line["overhead_p99_ms"], line["server_side_p50_ms"],
+                                line["rt_p50_minus_inprocess_p50_ms"]))
+        print(json.dumps(line))
+
+
+if __name__ == "__main__":
+    main()
