@@ -157,6 +157,12 @@ def _with_invalid_utf8_prompt():
     return bytes(msg) + b"\xa6prompt" + b"\xa2\xff\xfe"
 
 
+def _with_invalid_utf8_key():
+    msg = bytearray(_pack(_obs()))
+    msg[0] += 1  # one more entry in the fixmap: a str key that is not UTF-8, value nil
+    return bytes(msg) + b"\xa2\xff\xfe" + b"\xc0"
+
+
 def _good():
     return _pack(_obs())
 
@@ -203,6 +209,9 @@ WS_CASES = [
     ("unicode_dtype", lambda: _pack(_obs(**{"observation/state": np.array(["a"] * 8)})), "is not supported"),
     ("prompt_not_str", lambda: _pack(_obs(prompt=7)), "prompt must be a str"),
     ("prompt_invalid_utf8", lambda: _with_invalid_utf8_prompt(), "prompt is not valid UTF-8"),
+    # The error quotes the key: the text frame must still be valid UTF-8 (else the client drops
+    # the connection), so the bad bytes come back escaped.
+    ("key_invalid_utf8", lambda: _with_invalid_utf8_key(), "unknown key '\\xff\\xfe'"),
     ("noise_wrong_shape", lambda: _pack(_obs(noise=np.zeros((HORIZON, 7), np.float32))), "noise has 70 values"),
 ]
 
