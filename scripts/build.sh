@@ -7,4 +7,5 @@ if ! command -v nvcc >/dev/null 2>&1 && [ -x /usr/local/cuda/bin/nvcc ]; then
   export PATH=/usr/local/cuda/bin:$PATH
 fi
 cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release "$@" >/dev/null
-cmake --build "$BUILD_DIR" -j"$(nproc)"
+# FLASHRT_TARGET: build one target only (the sanitizer build needs just the tests).
+cmake --build "$BUILD_DIR" -j"$(nproc)" ${FLASHRT_TARGET:+--target "$FLASHRT_TARGET"}

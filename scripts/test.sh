@@ -12,7 +12,7 @@ echo "== C++ tests =="
 ctest --test-dir build --output-on-failure -j2
 
 echo "== safetensors fuzz test under ASan/UBSan =="
-FLASHRT_BUILD_DIR=build-asan bash scripts/build.sh -DFLASHRT_SANITIZE=ON -DFLASHRT_CUDA=OFF \
+FLASHRT_BUILD_DIR=build-asan FLASHRT_TARGET=flashrt_tests bash scripts/build.sh -DFLASHRT_SANITIZE=ON -DFLASHRT_CUDA=OFF \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
   ./build-asan/flashrt_tests --gtest_filter='*Fuzz*:*fuzz*'
