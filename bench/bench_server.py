@@ -114,6 +114,7 @@ def main():
     import flash_rt
 
     model = flash_rt.load_model(str(ckpt), num_views=args.views, hardware=args.hardware,
+                                use_fp8=None if args.hardware != "cpu" else False,
                                 action_horizon=args.horizon, num_steps=args.steps,
                                 tokenizer_path=str(tok) if tok.exists() else None)
     imgs = [views[0], views[-1]] if args.views >= 2 else [views[0]]

@@ -79,6 +79,7 @@ def main():
     ap.add_argument("--torch-iters", type=int, default=10)
     ap.add_argument("--compile-iters", type=int, default=30)
     ap.add_argument("--no-compile", action="store_true")
+    ap.add_argument("--precisions", default="bf16,fp8", help="engine GEMM precisions to time")
     a = ap.parse_args()
     if a.checkpoint is None:
         from full_checkpoint import full_checkpoint
@@ -96,10 +97,13 @@ def main():
     for views in [int(v) for v in a.views.split(",")]:
         for horizon in [int(h) for h in a.horizons.split(",")]:
             inputs = make_inputs(rng, views, horizon, 8)
-            model = flash_rt.load_model(a.checkpoint, config="pi05", hardware="cuda",
-                                        num_views=views, num_steps=a.steps, action_horizon=horizon)
-            e50, e90, r50, r90 = time_engine(model, inputs, a.warmup, a.iters, prompt)
-            model.close()
+            engine = {}
+            for prec in a.precisions.split(","):
+                model = flash_rt.load_model(a.checkpoint, config="pi05", hardware="cuda",
+                                            num_views=views, num_steps=a.steps,
+                                            action_horizon=horizon, use_fp8=prec == "fp8")
+                engine[prec] = time_engine(model, inputs, a.warmup, a.iters, prompt)
+                model.close()
             t50, t90 = time_torch(ref, views, inputs, a.torch_warmup, a.torch_iters, prompt)
             c50 = c90 = float("nan")
             if not a.no_compile and views == 2 and horizon == 10:
@@ -108,19 +112,20 @@ def main():
                     ref.denoise_step = torch.compile(ref.denoise_step)
                     compiled = True
                 c50, c90 = time_torch(ref, views, inputs, 3, a.compile_iters, prompt)
-            row = dict(commit=commit, gpu=gpu, views=views, horizon=horizon, steps=a.steps,
-                       engine_replay_p50=r50, engine_replay_p90=r90,
-                       engine_wall_p50=e50, engine_wall_p90=e90, torch_eager_p50=t50,
-                       torch_eager_p90=t90, torch_compile_p50=c50, torch_compile_p90=c90,
-                       speedup_vs_eager=t50 / e50, speedup_vs_compile=c50 / e50)
-            rows.append(row)
-            print("JSON " + json.dumps(row), flush=True)
-    print(f"\n{gpu}, commit {commit}, pi05 full-size synthetic, {a.steps} steps, bf16")
-    print("| views | horizon | FlashRT replay p50 / p90 ms | FlashRT wall p50 / p90 | "
+            for prec, (e50, e90, r50, r90) in engine.items():
+                row = dict(commit=commit, gpu=gpu, views=views, horizon=horizon, steps=a.steps,
+                           precision=prec, engine_replay_p50=r50, engine_replay_p90=r90,
+                           engine_wall_p50=e50, engine_wall_p90=e90, torch_eager_p50=t50,
+                           torch_eager_p90=t90, torch_compile_p50=c50, torch_compile_p90=c90,
+                           speedup_vs_eager=t50 / e50, speedup_vs_compile=c50 / e50)
+                rows.append(row)
+                print("JSON " + json.dumps(row), flush=True)
+    print(f"\n{gpu}, commit {commit}, pi05 full-size synthetic, {a.steps} steps; torch in bf16")
+    print("| views | horizon | FlashRT precision | FlashRT replay p50 / p90 ms | FlashRT wall p50 / p90 | "
           "torch eager p50 / p90 | torch.compile p50 / p90 | vs eager | vs compile |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['views']} | {r['horizon']} | {r['engine_replay_p50']:.2f} / "
+        print(f"| {r['views']} | {r['horizon']} | {r['precision']} | {r['engine_replay_p50']:.2f} / "
               f"{r['engine_replay_p90']:.2f} | {r['engine_wall_p50']:.2f} / "
               f"{r['engine_wall_p90']:.2f} | {r['torch_eager_p50']:.1f} / {r['torch_eager_p90']:.1f}"
               f" | {r['torch_compile_p50']:.1f} / {r['torch_compile_p90']:.1f} | "

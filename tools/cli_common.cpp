@@ -19,7 +19,14 @@ void add_model_options(Args& args, int default_views) {
               default_views > 0 ? std::to_string(default_views) : "")
       .option("--steps", "N", "flow-matching steps", "10")
       .option("--horizon", "N", "actions per chunk (LIBERO configs use 10)", "50")
-      .option("--seed", "N", "noise seed", "0");
+      .option("--seed", "N", "noise seed", "0")
+      .flag("--fp8", "FP8 GEMMs (default on GPUs that have them: sm_89+); an error elsewhere")
+      .flag("--bf16", "bf16 GEMMs on the GPU (no FP8)");
+}
+
+int32_t fp8_choice(const Args& args) {
+  if (args.has("--fp8") && args.has("--bf16")) args.fail("--fp8 and --bf16 exclude each other");
+  return args.has("--fp8") ? 1 : args.has("--bf16") ? 0 : -1;
 }
 
 flashrt::LoadOptions model_options(const Args& args) {
@@ -29,6 +36,7 @@ flashrt::LoadOptions model_options(const Args& args) {
   o.num_steps = static_cast<int32_t>(args.integer("--steps", 1, 1000));
   o.action_horizon = static_cast<int32_t>(args.integer("--horizon", 1, 1024));
   o.seed = args.u64("--seed");
+  o.use_fp8 = fp8_choice(args);
   return o;
 }
 

@@ -21,10 +21,13 @@ int cmd_run(int argc, char** argv);
 int cmd_inspect(int argc, char** argv);
 int cmd_make_checkpoint(int argc, char** argv);
 int cmd_bench(int argc, char** argv);
+int cmd_calibrate(int argc, char** argv);
 
-// Declares --hardware, --views, --steps, --horizon, --seed with these defaults.
+// Declares --hardware, --views, --steps, --horizon, --seed, --fp8, --bf16 with these defaults.
 void add_model_options(Args& args, int default_views);
 flashrt::LoadOptions model_options(const Args& args);
+// --fp8 → 1, --bf16 → 0, neither → -1 (FP8 where the GPU has it); both → usage error.
+int32_t fp8_choice(const Args& args);
 
 // Deterministic, non-trivial RGB frame for camera slot `view`: gradients plus a few filled
 // shapes, different per view, so the vision tower sees structure rather than a constant.

@@ -38,6 +38,7 @@ int cmd_run(int argc, char** argv) {
   opts.num_steps = static_cast<int32_t>(args.integer("--steps", 1, 1000));
   opts.action_horizon = static_cast<int32_t>(args.integer("--horizon", 1, 1024));
   opts.seed = args.u64("--seed");
+  opts.use_fp8 = fp8_choice(args);
   opts.config = args.choice("--config", {"pi05", "pi0", "auto"});
   const std::vector<float> state = args.floats("--state");
   if (static_cast<int>(files.size()) > opts.num_views)

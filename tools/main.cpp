@@ -19,21 +19,6 @@ namespace {
 
 using frt::cli::UsageError;
 
-int not_implemented(const char* name, const char* issue, const char* what, int argc, char** argv) {
-  for (int i = 1; i < argc; ++i) {
-    if (std::strcmp(argv[i], "--help") == 0 || std::strcmp(argv[i], "-h") == 0) {
-      std::printf("usage: flashrt %s\n\n%s\nNot implemented yet (issue %s).\n", name, what, issue);
-      return 0;
-    }
-  }
-  std::fprintf(stderr, "flashrt %s: not implemented yet (issue %s)\n", name, issue);
-  return 1;
-}
-int cmd_calibrate(int argc, char** argv) {
-  return not_implemented("calibrate", "#4", "Calibrate FP8 scales on sample observations.", argc,
-                         argv);
-}
-
 struct Command {
   const char* name;
   int (*fn)(int, char**);
@@ -47,7 +32,7 @@ const Command kCommands[] = {
     {"make-checkpoint", frt::cli::cmd_make_checkpoint, "write a synthetic checkpoint"},
     {"bench", frt::cli::cmd_bench, "time predict (warm-up, then p50/p90 over N runs)"},
     {"serve", frt::cli::cmd_serve, "serve a model over HTTP JSON and the openpi websocket protocol"},
-    {"calibrate", cmd_calibrate, "FP8 calibration (coming: issue #4)"},
+    {"calibrate", frt::cli::cmd_calibrate, "calibrate FP8 activation scales and cache them"},
 };
 
 void print_help(FILE* out) {

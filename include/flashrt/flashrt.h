@@ -82,6 +82,8 @@ typedef struct frt_load_options {
   uint64_t seed;               /* noise RNG seed when predict gets no noise */
   int32_t cuda_graphs;         /* -1 default (on): capture the whole predict as one CUDA graph */
   int32_t profile_ops;         /* 1: time every op, eagerly (see frt_model_profile_report) */
+  int32_t use_fp8;             /* -1 default: FP8 GEMMs on GPUs that have them (sm_89+), else
+                                  bf16; 0: bf16; 1: FP8, an error where unsupported */
 } frt_load_options_t;
 
 FRT_API void frt_load_options_init(frt_load_options_t* options);
@@ -143,8 +145,17 @@ FRT_API frt_status_t frt_model_profile_report(const frt_model_t* model, char* bu
 FRT_API frt_status_t frt_model_set_prompt(frt_model_t* model, const char* prompt);
 /* The current prompt ("" if none). Valid until the next set_prompt. */
 FRT_API const char* frt_model_prompt(const frt_model_t* model);
-/* Drops cached calibration so the next predict recalibrates (no-op for fp32/bf16 paths). */
+/* FP8: forgets the activation scales so the next predict recalibrates on its observation and
+ * rewrites the calibration cache (no-op for fp32/bf16). */
 FRT_API frt_status_t frt_model_recalibrate(frt_model_t* model);
+/* FP8: calibrates the activation scales on observations[0..count) (at most max_samples of them;
+ * <= 0: all): per GEMM input, the `percentile` (0..100; numpy's linear method) across the
+ * observations of each one's max |x| (one observation: its max). Installs the scales (no graph
+ * recapture) and writes the calibration cache. No-op for fp32/bf16. */
+FRT_API frt_status_t frt_model_calibrate(frt_model_t* model, const frt_observation_t* observations,
+                                         int32_t count, double percentile, int32_t max_samples);
+/* "fp32" (CPU reference), "bf16" or "fp8": the GEMM precision the model runs in. */
+FRT_API const char* frt_model_precision(const frt_model_t* model);
 
 /* ---- debugging: named intermediates of the last predict ("vision_tokens", "prefix_k.3",
  * "velocity.0", ...). Needs load option capture of intermediates; see docs. ---- */

@@ -64,6 +64,7 @@ struct LoadOptions {
   uint64_t seed = 0;
   bool cuda_graphs = true;   // capture the whole predict as one CUDA graph
   bool profile_ops = false;  // time every op (eager); see Model::profile_report
+  int32_t use_fp8 = -1;      // -1: FP8 where the GPU has it, 0: bf16, 1: FP8 or an error
 };
 
 // One camera view: HxWx3 row-major, u8 or f32 in [0, 1]. The pixels are borrowed, not copied.
@@ -123,6 +124,7 @@ class Model {
     c.seed = o.seed;
     c.cuda_graphs = o.cuda_graphs ? 1 : 0;
     c.profile_ops = o.profile_ops ? 1 : 0;
+    c.use_fp8 = o.use_fp8;
     frt_model_t* handle = nullptr;
     check(frt_model_load(checkpoint_dir.c_str(), &c, &handle));
     return Model(handle);
@@ -145,18 +147,7 @@ class Model {
 
   Actions predict(const Observation& obs) {
     std::vector<frt_image_t> images;
-    images.reserve(obs.images.size());
-    for (const Image& im : obs.images)
-      images.push_back(frt_image_t{im.data, im.height, im.width, 3, im.dtype});
-    frt_observation_t o{};
-    o.struct_size = sizeof(o);
-    o.images = images.data();
-    o.num_images = static_cast<int32_t>(images.size());
-    o.prompt = obs.prompt ? obs.prompt->c_str() : nullptr;
-    o.state = obs.state.empty() ? nullptr : obs.state.data();
-    o.state_dim = static_cast<int32_t>(obs.state.size());
-    o.noise = obs.noise.empty() ? nullptr : obs.noise.data();
-    o.noise_len = static_cast<int32_t>(obs.noise.size());
+    const frt_observation_t o = to_c(obs, images);
     if (capacity_ == 0) {
       const frt_model_info_t i = info();
       capacity_ = static_cast<int64_t>(i.action_horizon) * i.action_dim;
@@ -177,6 +168,17 @@ class Model {
   }
   std::string prompt() const { return frt_model_prompt(handle_); }
   void recalibrate() { check(frt_model_recalibrate(handle_)); }
+  // FP8: calibrates on `observations` (see frt_model_calibrate); a no-op for fp32/bf16.
+  void calibrate(const std::vector<Observation>& observations, double percentile = 99.9,
+                 int32_t max_samples = 0) {
+    std::vector<std::vector<frt_image_t>> images(observations.size());
+    std::vector<frt_observation_t> c;
+    for (size_t i = 0; i < observations.size(); ++i) c.push_back(to_c(observations[i], images[i]));
+    check(frt_model_calibrate(handle_, c.data(), static_cast<int32_t>(c.size()), percentile,
+                              max_samples));
+  }
+  // "fp32", "bf16" or "fp8".
+  std::string precision() const { return frt_model_precision(handle_); }
 
   frt_model_info_t info() const {
     frt_model_info_t i{};
@@ -216,6 +218,22 @@ class Model {
   frt_model_t* handle() const { return handle_; }
 
  private:
+  // The C observation of `obs`; `images` receives its image array (keep it alive while used).
+  static frt_observation_t to_c(const Observation& obs, std::vector<frt_image_t>& images) {
+    images.clear();
+    for (const Image& im : obs.images)
+      images.push_back(frt_image_t{im.data, im.height, im.width, 3, im.dtype});
+    frt_observation_t o{};
+    o.struct_size = sizeof(o);
+    o.images = images.data();
+    o.num_images = static_cast<int32_t>(images.size());
+    o.prompt = obs.prompt ? obs.prompt->c_str() : nullptr;
+    o.state = obs.state.empty() ? nullptr : obs.state.data();
+    o.state_dim = static_cast<int32_t>(obs.state.size());
+    o.noise = obs.noise.empty() ? nullptr : obs.noise.data();
+    o.noise_len = static_cast<int32_t>(obs.noise.size());
+    return o;
+  }
   explicit Model(frt_model_t* handle) : handle_(handle) {}
   void reset() {
     if (handle_) frt_model_free(handle_);

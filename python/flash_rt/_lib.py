@@ -43,6 +43,7 @@ class LoadOptions(ctypes.Structure):
         ("seed", ctypes.c_uint64),
         ("cuda_graphs", ctypes.c_int32),
         ("profile_ops", ctypes.c_int32),
+        ("use_fp8", ctypes.c_int32),
     ]
 
 
@@ -117,6 +118,9 @@ _SIGNATURES = {
     "frt_model_set_prompt": (_c_status, [_c_model_p, ctypes.c_char_p]),
     "frt_model_prompt": (ctypes.c_char_p, [_c_model_p]),
     "frt_model_recalibrate": (_c_status, [_c_model_p]),
+    "frt_model_calibrate": (_c_status, [_c_model_p, ctypes.POINTER(Observation), ctypes.c_int32,
+                                        ctypes.c_double, ctypes.c_int32]),
+    "frt_model_precision": (ctypes.c_char_p, [_c_model_p]),
     "frt_model_enable_dumps": (_c_status, [_c_model_p, ctypes.c_int32]),
     "frt_model_get_dump": (_c_status, [_c_model_p, ctypes.c_char_p,
                                        ctypes.POINTER(ctypes.c_float), ctypes.c_int64,

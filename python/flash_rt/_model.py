@@ -150,12 +150,25 @@ class VLAModel:
         noise: (action_horizon, action_dim) standard-normal start; None = sampled from the seed.
         """
         handle = self._h()
+        H, D = self._info["action_horizon"], self._info["action_dim"]
+        obs, keep = self._c_observation(images, prompt, state, noise)
+        out = np.empty((H, D), dtype=np.float32)
+        h, d = ctypes.c_int32(0), ctypes.c_int32(0)
+        # `keep` holds the arrays the observation points into until the call returns.
+        _lib.check(self._lib.frt_model_predict(handle, ctypes.byref(obs), _float_ptr(out), out.size,
+                                               ctypes.byref(h), ctypes.byref(d)))
+        if (h.value, d.value) != (H, D):
+            raise RuntimeError("predict returned {}x{} actions, expected {}x{}".format(
+                h.value, d.value, H, D))
+        return out
+
+    def _c_observation(self, images, prompt, state, noise):
+        """(frt_observation_t, the Python objects it points into) after validating the inputs."""
         arrays = _inputs.validate_images(images, self._info["num_views"])
         prompt = _inputs.validate_prompt(prompt)
         state_a = _inputs.validate_state(state)
-        H, D = self._info["action_horizon"], self._info["action_dim"]
-        noise_a = _inputs.validate_noise(noise, H, D)
-
+        noise_a = _inputs.validate_noise(noise, self._info["action_horizon"],
+                                         self._info["action_dim"])
         c_images = (_lib.Image * len(arrays))()
         for slot, a in enumerate(arrays):
             if a is None:
@@ -172,19 +185,52 @@ class VLAModel:
             obs.state, obs.state_dim = _float_ptr(state_a), state_a.size
         if noise_a is not None:
             obs.noise, obs.noise_len = _float_ptr(noise_a), noise_a.size
+        return obs, (arrays, state_a, noise_a, c_images)
 
-        out = np.empty((H, D), dtype=np.float32)
-        h, d = ctypes.c_int32(0), ctypes.c_int32(0)
-        # arrays, state_a, noise_a and c_images stay referenced until the call returns.
-        _lib.check(self._lib.frt_model_predict(handle, ctypes.byref(obs), _float_ptr(out), out.size,
-                                               ctypes.byref(h), ctypes.byref(d)))
-        if (h.value, d.value) != (H, D):
-            raise RuntimeError("predict returned {}x{} actions, expected {}x{}".format(
-                h.value, d.value, H, D))
-        return out
+    # ---- FP8 ----
+    @property
+    def precision(self):
+        """'fp32' (CPU reference), 'bf16' or 'fp8': the GEMM precision this model runs in."""
+        return self._lib.frt_model_precision(self._h()).decode()
+
+    def calibrate(self, observations, percentile=99.9, max_samples=None):
+        """FP8: measures every GEMM input on each observation and installs per-input scales:
+        the `percentile` (0..100) across observations of each one's max |x| (one observation:
+        its max). An observation is a dict with the keys of predict(): images, prompt, state,
+        noise. The scales go to the calibration cache too. No-op for fp32/bf16."""
+        if isinstance(observations, dict):
+            observations = [observations]
+        observations = list(observations)
+        if not observations:
+            raise ValueError("calibrate: observations is empty; pass at least one observation")
+        if isinstance(percentile, bool) or not isinstance(percentile, (int, float)) or not (
+                0.0 <= float(percentile) <= 100.0):
+            raise ValueError("percentile={!r} is not allowed; expected a number in [0, 100] "
+                             "(99.9 is usual)".format(percentile))
+        if max_samples is not None and (isinstance(max_samples, bool) or not isinstance(
+                max_samples, int) or max_samples < 1):
+            raise ValueError("max_samples={!r} is not allowed; expected a positive int or None "
+                             "(all)".format(max_samples))
+        c_obs = (_lib.Observation * len(observations))()
+        keep = []
+        for i, o in enumerate(observations):
+            if not isinstance(o, dict) or "images" not in o:
+                raise ValueError("calibrate: observations[{}] must be a dict with 'images' (and "
+                                 "'prompt', 'state', 'noise' as in predict())".format(i))
+            unknown = set(o) - {"images", "prompt", "state", "noise"}
+            if unknown:
+                raise ValueError("calibrate: observations[{}] has unknown key(s) {}; expected "
+                                 "images, prompt, state, noise".format(i, sorted(unknown)))
+            c, k = self._c_observation(o["images"], o.get("prompt"), o.get("state"),
+                                       o.get("noise"))
+            c_obs[i] = c
+            keep.append(k)
+        _lib.check(self._lib.frt_model_calibrate(self._h(), c_obs, len(observations),
+                                                 float(percentile), max_samples or 0))
 
     def recalibrate(self):
-        """Drops cached calibration so the next predict recalibrates (no-op for fp32/bf16)."""
+        """FP8: forgets the scales; the next predict recalibrates on its own observation and
+        rewrites the calibration cache. No-op for fp32/bf16."""
         _lib.check(self._lib.frt_model_recalibrate(self._h()))
 
     # ---- timing ----
@@ -226,15 +272,17 @@ class VLAModel:
 def load_model(checkpoint, config="pi05", num_views=2, num_steps=None, hardware="auto",
                action_horizon=None, max_token_len=None, discrete_state_input=None,
                normalization=None, norm_stats_asset=None, tokenizer_path=None,
-               default_prompt=None, seed=0, cuda_graphs=True, profile_ops=False, **kwargs):
+               default_prompt=None, seed=0, cuda_graphs=True, profile_ops=False, use_fp8=None,
+               **kwargs):
     """Loads an openpi PyTorch checkpoint directory. See docs/python_api.md for each argument;
     None means the config's default (pi05: num_steps 10, action_horizon 50, max_token_len 200,
-    discrete_state_input True, normalization 'quantile')."""
+    discrete_state_input True, normalization 'quantile'). use_fp8: None = FP8 GEMMs on GPUs
+    that have them (sm_89+), bf16 elsewhere; False = bf16; True = FP8 or an error."""
     _options.check_unknown_kwargs(kwargs)
     a = _options.validate_load_args(checkpoint, config, num_views, num_steps, hardware,
                                     action_horizon, max_token_len, discrete_state_input,
                                     normalization, norm_stats_asset, tokenizer_path,
-                                    default_prompt, seed, cuda_graphs, profile_ops)
+                                    default_prompt, seed, cuda_graphs, profile_ops, use_fp8)
     lib = _lib.lib()
     opts = _lib.LoadOptions()
     lib.frt_load_options_init(ctypes.byref(opts))
@@ -258,6 +306,7 @@ def load_model(checkpoint, config="pi05", num_views=2, num_steps=None, hardware=
     opts.seed = a.seed
     opts.cuda_graphs = 1 if a.cuda_graphs else 0
     opts.profile_ops = 1 if a.profile_ops else 0
+    opts.use_fp8 = a.use_fp8
     handle = ctypes.c_void_p()
     _lib.check(lib.frt_model_load(_lib.to_c_string(a.checkpoint, "checkpoint"), ctypes.byref(opts),
                                   ctypes.byref(handle)))

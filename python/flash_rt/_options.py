@@ -21,7 +21,7 @@ CHECKPOINT_SIZES = ("tiny", "full")
 
 LOAD_KWARGS = ("checkpoint", "config", "num_views", "num_steps", "hardware", "action_horizon",
                "max_token_len", "discrete_state_input", "normalization", "norm_stats_asset",
-               "tokenizer_path", "default_prompt", "seed", "cuda_graphs", "profile_ops")
+               "tokenizer_path", "default_prompt", "seed", "cuda_graphs", "profile_ops", "use_fp8")
 
 
 def is_int(value):
@@ -96,6 +96,7 @@ class LoadArgs:
     seed: int
     cuda_graphs: bool = True
     profile_ops: bool = False
+    use_fp8: int = -1  # -1 auto, 0 bf16, 1 fp8
 
 
 def check_unknown_kwargs(kwargs):
@@ -111,8 +112,12 @@ def check_unknown_kwargs(kwargs):
 def validate_load_args(checkpoint, config="pi05", num_views=2, num_steps=None, hardware="auto",
                        action_horizon=None, max_token_len=None, discrete_state_input=None,
                        normalization=None, norm_stats_asset=None, tokenizer_path=None,
-                       default_prompt=None, seed=0, cuda_graphs=True, profile_ops=False):
+                       default_prompt=None, seed=0, cuda_graphs=True, profile_ops=False,
+                       use_fp8=None):
     """Checks every load_model argument; returns LoadArgs with library encodings (0 = default)."""
+    if use_fp8 is not None and not isinstance(use_fp8, (bool, np.bool_)):
+        raise ArgumentTypeError("use_fp8={!r} is not allowed; expected True, False or None (FP8 "
+                                "where the GPU supports it)".format(use_fp8))
     for name, value in (("cuda_graphs", cuda_graphs), ("profile_ops", profile_ops)):
         if not isinstance(value, (bool, np.bool_)):
             raise ArgumentTypeError("{}={!r} is not allowed; expected True or False".format(
@@ -161,7 +166,8 @@ def validate_load_args(checkpoint, config="pi05", num_views=2, num_steps=None, h
     prompt = str_arg("default_prompt", default_prompt)
     seed = int_arg("seed", seed, 0, 2 ** 64 - 1)
     return LoadArgs(ckpt, config, views, steps or 0, hardware, horizon or 0, tokens or 0, dsi,
-                    normalization, asset, tok, prompt, seed, bool(cuda_graphs), bool(profile_ops))
+                    normalization, asset, tok, prompt, seed, bool(cuda_graphs), bool(profile_ops),
+                    -1 if use_fp8 is None else int(bool(use_fp8)))
 
 
 def validate_checkpoint_args(out_dir, config, size, seed):

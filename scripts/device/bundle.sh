@@ -6,19 +6,23 @@
 #   bash scripts/device/bundle.sh && (device) bash scripts/device/gpu_suite.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-BUILD=build-sm90
+# BUILD / BUNDLE: another build folder and archive, so two builds can run side by side.
+BUILD=${BUILD:-build-sm90}
+BUNDLE=${BUNDLE:-.device/bundle.tar.xz}
 export PATH=/usr/local/cuda/bin:$PATH
 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DFLASHRT_CUDA=ON -DFLASHRT_CUDA_ARCHS=90a \
   -DCMAKE_BUILD_RPATH='$ORIGIN' >/dev/null
-cmake --build "$BUILD" -j"$(nproc)" --target flashrt_cli flashrt flashrt_gpu_tests
-OUT=.device/bundle
-rm -rf "$OUT" && mkdir -p "$OUT"
-cp "$BUILD"/flashrt "$BUILD"/libflashrt.so "$BUILD"/flashrt_gpu_tests "$OUT"/
-strip --strip-unneeded "$OUT"/flashrt "$OUT"/libflashrt.so "$OUT"/flashrt_gpu_tests
+cmake --build "$BUILD" -j"$(nproc)" --target flashrt_cli flashrt flashrt_gpu_tests bench_fp8_cuda
+OUT=$(mktemp -d)/bundle
+mkdir -p "$OUT"
+cp "$BUILD"/flashrt "$BUILD"/libflashrt.so "$BUILD"/flashrt_gpu_tests "$BUILD"/bench_fp8_cuda "$OUT"/
+strip --strip-unneeded "$OUT"/flashrt "$OUT"/libflashrt.so "$OUT"/flashrt_gpu_tests "$OUT"/bench_fp8_cuda
 for lib in libgomp.so.1 libopenblas.so.0 libgfortran.so.5 libquadmath.so.0 libsentencepiece.so.0 \
            libsentencepiece_train.so.0; do
   cp -L "/lib/x86_64-linux-gnu/$lib" "$OUT/"
 done
 cp -L /usr/local/cuda/lib/libcudart.so.13 "$OUT/"
-tar -C .device -cJf .device/bundle.tar.xz bundle
-ls -la .device/bundle.tar.xz
+mkdir -p "$(dirname "$BUNDLE")"
+tar -C "$(dirname "$OUT")" -cJf "$BUNDLE" bundle
+rm -rf "$(dirname "$OUT")"
+ls -la "$BUNDLE"

@@ -24,7 +24,7 @@ def main():
     for views in (1, 2, 3):
         kw = dict(config="pi05", num_views=views, action_horizon=10)
         cpu = flash_rt.load_model(ckpt, hardware="cpu", **kw)
-        gpu = flash_rt.load_model(ckpt, hardware="cuda", **kw)
+        gpu = flash_rt.load_model(ckpt, hardware="cuda", use_fp8=False, **kw)
         for case in range(3):
             imgs = [rng.integers(0, 256, size=(224 + 16 * v, 224 + 32 * case, 3), dtype=np.uint8)
                     for v in range(views)]

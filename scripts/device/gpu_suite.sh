@@ -7,7 +7,7 @@ cd "$(dirname "$0")/../.."
 STAGES=${STAGES:-"ops tiny"}
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
-tar -xJf .device/bundle.tar.xz -C /tmp
+tar -xJf "${BUNDLE:-.device/bundle.tar.xz}" -C /tmp
 B=/tmp/bundle
 CUBLAS_DIR=$(dirname "$(ls /usr/local/cuda/lib64/libcublasLt.so.13 /usr/local/cuda/lib/libcublasLt.so.13 \
   /usr/local/cuda/targets/x86_64-linux/lib/libcublasLt.so.13 2>/dev/null | head -1)")
@@ -25,11 +25,34 @@ for stage in $STAGES; do
     profile) PYTHONPATH=$PYTHONPATH:$PWD/scripts/device python3 -c "from full_checkpoint import full_checkpoint; full_checkpoint()" &&
       "$B/flashrt" bench --checkpoint /tmp/frt_full_pi05 --hardware cuda --views 2 --steps 10 \
         --horizon 10 --iters 3 --warmup 1 --profile 2>&1 | tee "$OUT/profile.log" ;;
-    replay) for v in 1 2 3; do for h in 10 50; do
+    # Replay table; PRECISIONS="bf16 fp8" (flashrt bench --bf16 / --fp8).
+    replay) for p in ${PRECISIONS:-bf16 fp8}; do for v in ${VIEWS:-1 2 3}; do for h in ${HORIZONS:-10 50}; do
+        echo "precision $p views $v horizon $h" | tee -a "$OUT/replay.log"
         "$B/flashrt" bench --checkpoint /tmp/frt_full_pi05 --hardware cuda --views $v --steps 10 \
-          --horizon $h --iters ${ITERS:-500} --warmup ${WARMUP:-50} 2>&1 | tee -a "$OUT/replay.log" | grep -E "iters|replay"
-      done; done ;;
+          --horizon $h --iters ${ITERS:-500} --warmup ${WARMUP:-50} --$p 2>&1 | tee -a "$OUT/replay.log" | grep -E "iters|replay"
+      done; done; done ;;
     full) PYTHONPATH=$PYTHONPATH:$PWD/scripts/device python3 scripts/device/check_full_vs_reference.py 2>&1 | tee "$OUT/full.log" ;;
-    bench) PYTHONPATH=$PYTHONPATH:$PWD/scripts/device python3 bench/compare_torch.py 2>&1 | tee "$OUT/bench.log" ;;
+    full_pi0) PYTHONPATH=$PYTHONPATH:$PWD/scripts/device python3 scripts/device/check_full_vs_reference.py --config pi0 2>&1 | tee "$OUT/full_pi0.log" ;;
+    replay_pi0) PYTHONPATH=$PYTHONPATH:$PWD/scripts/device python3 -c "from full_checkpoint import full_checkpoint; full_checkpoint('pi0')" &&
+      for p in ${PRECISIONS:-bf16 fp8}; do echo "pi0 precision $p" | tee -a "$OUT/replay_pi0.log"
+        "$B/flashrt" bench --checkpoint /tmp/frt_full_pi0 --hardware cuda --views 2 --steps 10 \
+          --horizon 10 --iters ${ITERS:-500} --warmup ${WARMUP:-50} --$p 2>&1 | tee -a "$OUT/replay_pi0.log" | grep -E "iters|replay"
+      done ;;
+    fp8) PYTHONPATH=$PYTHONPATH:$PWD/scripts/device python3 scripts/device/check_fp8.py 2>&1 | tee "$OUT/fp8.log" ;;
+    fp8_pi0) PYTHONPATH=$PYTHONPATH:$PWD/scripts/device python3 scripts/device/check_fp8.py --config pi0 2>&1 | tee "$OUT/fp8_pi0.log" ;;
+    # Per-kernel GPU time of one eager predict (Nsight Compute; clocks left alone, METHOD.md).
+    # bench/kernel_breakdown.py turns the CSV into a per-stage, per-kernel table.
+    ncu) PYTHONPATH=$PYTHONPATH:$PWD/scripts/device python3 -c "from full_checkpoint import full_checkpoint; full_checkpoint()" &&
+      timeout ${NCU_TIMEOUT:-240} ncu --clock-control none --metrics gpu__time_duration.sum --csv --log-file "$OUT/ncu.csv" \
+        "$B/flashrt" bench --checkpoint /tmp/frt_full_pi05 --hardware cuda --views 2 --steps 10 \
+        --horizon 10 --iters 1 --warmup 0 --no-graphs --${NCU_PREC:-bf16} >"$OUT/ncu_bench.log" 2>&1; tail -3 "$OUT/ncu_bench.log" ;;
+    # Server round trip over in-process predict at full size (issue #5); needs the wheels in .whl
+    # (openpi-client and its wire dependencies, see docs/serving.md) carried with the call.
+    server) python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target /tmp/site .whl/*.whl &&
+      PYTHONPATH=$PYTHONPATH:$PWD/scripts/device python3 -c "from full_checkpoint import full_checkpoint; full_checkpoint()" &&
+      PYTHONPATH=$PYTHONPATH:/tmp/site:$PWD/tests/python python3 bench/bench_server.py --bin "$B/flashrt" \
+        --checkpoint /tmp/frt_full_pi05 --hardware cuda --views 2 --iters ${ITERS:-200} --warmup 20 2>&1 | tee "$OUT/server.log" ;;
+    bench) PYTHONPATH=$PYTHONPATH:$PWD/scripts/device python3 bench/compare_torch.py ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench.log" ;;
   esac
 done

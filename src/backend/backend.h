@@ -28,6 +28,25 @@ namespace frt {
 
 enum class Activation : uint8_t { kNone, kGeluTanh, kSilu };
 
+// What a weight is for, so a backend can pick its storage format at upload.
+enum class WeightUse : uint8_t {
+  kGemm,         // a linear() weight [N, K]: FP8 in an FP8 backend, else the GEMM dtype
+  kGemmPrecise,  // a linear() weight kept out of FP8 (action in/out projections, Pi0 state/time)
+  kTable,        // a gathered table (token embeddings): GEMM dtype, never FP8
+  kParam,        // norms, biases, position embeddings, conv weights, precomputed modulation
+};
+
+// GEMM precision of a backend. kFP8: kGemm weights are FP8 E4M3 (per-tensor scale); a GEMM with
+// many rows quantizes its input with the calibrated static scale of its site (QuantInfo) and runs
+// FP8 x FP8 on tensor cores; a GEMM with few rows (the action expert) streams the FP8 weight and
+// keeps its input in bf16.
+enum class Precision : uint8_t { kBF16, kFP8 };
+
+// How an FP8 backend scales GEMM inputs. kStatic: x_scale of each site, read from device memory
+// (the captured graph's mode). kCalibrate: each GEMM input is scaled by its own max |x| (dynamic,
+// eager) and that max is folded into the site's x_amax, so one forward pass measures every site.
+enum class QuantMode : uint8_t { kStatic, kCalibrate };
+
 struct AttentionParams {
   int num_q_heads = 0;
   int num_kv_heads = 0;  // num_q_heads % num_kv_heads == 0 (MQA/GQA)
@@ -36,6 +55,13 @@ struct AttentionParams {
   // Query rows [0, blind_rows) do not see the last (num_q_rows - blind_rows) keys: Pi0's state
   // token does not attend to the action tokens after it. 0 = every query sees every key.
   int blind_rows = 0;
+  // A key range known only on the device, so one captured graph serves every prompt length:
+  // when key_valid.data is set (i32 [1] in the backend's memory, read when the op runs), keys
+  // with index in [key_valid[0], key_gap_end) are masked out; 0 <= key_valid[0] <= key_gap_end
+  // <= Skv. The prefix masks its padding rows (key_gap_end = Skv); the expert masks the padding
+  // between the valid prefix and its own rows (key_gap_end = padded prefix length).
+  Tensor key_valid;
+  int key_gap_end = 0;
 };
 
 class Backend {
@@ -49,8 +75,8 @@ class Backend {
   // A zero-initialized buffer living as long as the backend.
   virtual Tensor alloc(DType dtype, std::initializer_list<int64_t> shape, const char* what) = 0;
   // Takes an f32 host weight (after load-time transforms) and returns it in the backend's weight
-  // format (CPU: f32, keeps the buffer; CUDA: bf16 copy on the device).
-  virtual Tensor upload_weight(HostTensor&& w, const std::string& name) = 0;
+  // format for `use` (CPU: f32, keeps the buffer; CUDA: bf16 or FP8 on the device).
+  virtual Tensor upload_weight(HostTensor&& w, const std::string& name, WeightUse use) = 0;
   virtual void copy_to_device(Tensor dst, const void* host_src, size_t bytes) = 0;
   virtual void copy_to_host(void* host_dst, Tensor src, size_t bytes) = 0;
   virtual void synchronize() = 0;
@@ -65,6 +91,17 @@ class Backend {
   virtual float last_graph_ms() { return -1.f; }
   // Labels the ops that follow ("vision", "prefix", "denoise") for profilers; no-op by default.
   virtual void stage(const char* name) {}
+
+  // ---- FP8 calibration (backends with precision() == kFP8; the defaults have no sites) ----
+  virtual Precision precision() const { return Precision::kBF16; }
+  // Number of FP8 GEMM sites (= quantized weights, in upload order).
+  virtual int quant_sites() const { return 0; }
+  virtual void set_quant_mode(QuantMode mode) {}
+  // Zeroes every site's x_amax / reads them (synchronizes) / writes every site's x_scale.
+  virtual void reset_quant_amax() {}
+  virtual std::vector<float> read_quant_amax() { return {}; }
+  virtual void write_quant_scales(const std::vector<float>& x_scales) {}
+  virtual std::vector<std::string> quant_site_names() const { return {}; }
 
   // ---- ops (see ops.def for the table) ----
 
@@ -87,10 +124,13 @@ class Backend {
   // y = act(x) elementwise (y may alias x).
   virtual void activation(Tensor y, Tensor x, Activation act) = 0;
   // Splits qkv[S, (Hq + 2 Hkv) * D] into q[S, Hq*D], k[S, Hkv*D], v[S, Hkv*D] and applies RoPE
-  // (rotate-half, theta) to q and k at positions pos_offset + row. theta == 0: no RoPE. k and v
-  // may be row slices of a KV cache.
+  // (rotate-half, theta) to q and k at positions pos_offset + row, plus pos_base[0] when
+  // pos_base is given (i32 [1] in the backend's memory, read when the op runs: the expert's
+  // positions follow the prompt's length without a recapture). theta == 0: no RoPE. k and v may
+  // be row slices of a KV cache.
   virtual void qkv_split_rope(Tensor q, Tensor k, Tensor v, Tensor qkv, int num_q_heads,
-                              int num_kv_heads, int head_dim, int pos_offset, float theta) = 0;
+                              int num_kv_heads, int head_dim, int pos_offset,
+                              const Tensor* pos_base, float theta) = 0;
   // out[Sq, Hq*D] = softmax(q k^T * scale + mask) v over keys [0, Skv) of k/v [Skv, Hkv*D].
   virtual void attention(Tensor out, Tensor q, Tensor k, Tensor v,
                          const AttentionParams& p) = 0;
@@ -117,7 +157,11 @@ class Backend {
 
 // Factory: "cpu" always; "cuda" when compiled with CUDA and a GPU is present.
 std::unique_ptr<Backend> make_cpu_backend();
-std::unique_ptr<Backend> make_cuda_backend(int device_index);  // throws kNotSupported if absent
+// Throws kNotSupported if absent, or for kFP8 on a GPU without FP8 tensor cores (< sm_89).
+std::unique_ptr<Backend> make_cuda_backend(int device_index,
+                                           Precision precision = Precision::kBF16);
 bool cuda_available(std::string* why_not);
+// Whether device `device_index` has FP8 tensor cores (sm_89+); false without CUDA.
+bool cuda_supports_fp8(int device_index, std::string* why_not);
 
 }  // namespace frt

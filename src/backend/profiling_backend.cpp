@@ -80,9 +80,10 @@ void ProfilingBackend::activation(Tensor y, Tensor x, Activation act) {
 }
 void ProfilingBackend::qkv_split_rope(Tensor q, Tensor k, Tensor v, Tensor qkv, int num_q_heads,
                                       int num_kv_heads, int head_dim, int pos_offset,
-                                      float theta) {
+                                const Tensor* pos_base, float theta) {
   timed("qkv_split_rope", [&] {
-    inner_->qkv_split_rope(q, k, v, qkv, num_q_heads, num_kv_heads, head_dim, pos_offset, theta);
+    inner_->qkv_split_rope(q, k, v, qkv, num_q_heads, num_kv_heads, head_dim, pos_offset, pos_base,
+                           theta);
   });
 }
 void ProfilingBackend::attention(Tensor out, Tensor q, Tensor k, Tensor v,

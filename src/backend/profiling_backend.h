@@ -26,8 +26,8 @@ class ProfilingBackend final : public Backend {
   Tensor alloc(DType dtype, std::initializer_list<int64_t> shape, const char* what) override {
     return inner_->alloc(dtype, shape, what);
   }
-  Tensor upload_weight(HostTensor&& w, const std::string& name) override {
-    return inner_->upload_weight(std::move(w), name);
+  Tensor upload_weight(HostTensor&& w, const std::string& name, WeightUse use) override {
+    return inner_->upload_weight(std::move(w), name, use);
   }
   void copy_to_device(Tensor dst, const void* src, size_t bytes) override {
     inner_->copy_to_device(dst, src, bytes);
@@ -39,6 +39,13 @@ class ProfilingBackend final : public Backend {
   size_t bytes_allocated() const override { return inner_->bytes_allocated(); }
   // Profiling runs eagerly: per-op timing needs a synchronize between ops.
   void stage(const char* name) override { stage_ = name; }
+  Precision precision() const override { return inner_->precision(); }
+  int quant_sites() const override { return inner_->quant_sites(); }
+  void set_quant_mode(QuantMode mode) override { inner_->set_quant_mode(mode); }
+  void reset_quant_amax() override { inner_->reset_quant_amax(); }
+  std::vector<float> read_quant_amax() override { return inner_->read_quant_amax(); }
+  void write_quant_scales(const std::vector<float>& s) override { inner_->write_quant_scales(s); }
+  std::vector<std::string> quant_site_names() const override { return inner_->quant_site_names(); }
 
   void linear(Tensor y, Tensor x, Tensor w, const Tensor* bias, Activation act,
               bool accumulate) override;
@@ -50,7 +57,8 @@ class ProfilingBackend final : public Backend {
   void geglu(Tensor y, Tensor gate_up) override;
   void activation(Tensor y, Tensor x, Activation act) override;
   void qkv_split_rope(Tensor q, Tensor k, Tensor v, Tensor qkv, int num_q_heads, int num_kv_heads,
-                      int head_dim, int pos_offset, float theta) override;
+                      int head_dim, int pos_offset,
+                      const Tensor* pos_base, float theta) override;
   void attention(Tensor out, Tensor q, Tensor k, Tensor v, const AttentionParams& p) override;
   void patch_embed(Tensor out, Tensor img, Tensor w, Tensor b, Tensor pos) override;
   void resize_pad_normalize(Tensor out, Tensor src_u8) override;

@@ -1,7 +1,9 @@
 // Tensor views, owning host tensors and float format conversions.
 #include "core/tensor.h"
 
+#include <cmath>
 #include <cstdlib>
+#include <limits>
 #include <cstring>
 #include <sstream>
 
@@ -16,6 +18,7 @@ size_t dtype_size(DType t) {
     case DType::kF16: return 2;
     case DType::kI32: return 4;
     case DType::kU8: return 1;
+    case DType::kF8E4M3: return 1;
   }
   return 0;
 }
@@ -27,6 +30,7 @@ const char* dtype_name(DType t) {
     case DType::kF16: return "F16";
     case DType::kI32: return "I32";
     case DType::kU8: return "U8";
+    case DType::kF8E4M3: return "F8_E4M3";
   }
   return "?";
 }
@@ -196,8 +200,39 @@ uint16_t f32_to_f16(float v) {
   return static_cast<uint16_t>(half);
 }
 
+float e4m3_to_f32(uint8_t v) {
+  const int sign = v >> 7, exp = (v >> 3) & 0xF, man = v & 7;
+  float mag;
+  if (exp == 0xF && man == 7) return std::numeric_limits<float>::quiet_NaN();
+  if (exp == 0) mag = std::ldexp(static_cast<float>(man) / 8.f, -6);  // subnormal
+  else mag = std::ldexp(1.f + static_cast<float>(man) / 8.f, exp - 7);
+  return sign ? -mag : mag;
+}
+
+uint8_t f32_to_e4m3(float v) {
+  if (std::isnan(v)) return 0x7F;
+  const uint8_t sign = std::signbit(v) ? 0x80 : 0;
+  const float a = std::fabs(v);
+  if (a >= kE4M3Max) return sign | 0x7E;  // saturate (also inf)
+  // Positive codes 0x00..0x7E are increasing in value: binary search the nearest, ties to even.
+  int lo = 0, hi = 0x7E;
+  while (hi - lo > 1) {
+    const int mid = (lo + hi) / 2;
+    if (e4m3_to_f32(static_cast<uint8_t>(mid)) <= a) lo = mid; else hi = mid;
+  }
+  const float dl = a - e4m3_to_f32(static_cast<uint8_t>(lo));
+  const float dh = e4m3_to_f32(static_cast<uint8_t>(hi)) - a;
+  const int code = dl < dh ? lo : dh < dl ? hi : ((lo & 1) ? hi : lo);
+  return sign | static_cast<uint8_t>(code);
+}
+
 void convert_to_f32(const void* src, DType src_dtype, float* dst, size_t count) {
   switch (src_dtype) {
+    case DType::kF8E4M3: {
+      const uint8_t* s = static_cast<const uint8_t*>(src);
+      for (size_t i = 0; i < count; ++i) dst[i] = e4m3_to_f32(s[i]);
+      return;
+    }
     case DType::kF32:
       std::memcpy(dst, src, count * 4);
       return;

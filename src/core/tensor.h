@@ -12,7 +12,8 @@
 
 namespace frt {
 
-enum class DType : uint8_t { kF32, kBF16, kF16, kI32, kU8 };
+// kF8E4M3: OCP FP8 E4M3 (finite max 448), the CUDA backend's FP8 GEMM weights and inputs.
+enum class DType : uint8_t { kF32, kBF16, kF16, kI32, kU8, kF8E4M3 };
 
 size_t dtype_size(DType t);
 const char* dtype_name(DType t);
@@ -20,6 +21,17 @@ const char* dtype_name(DType t);
 enum class Device : uint8_t { kCpu, kCuda };
 
 constexpr int kMaxDims = 4;
+
+// Quantization data of one FP8 GEMM weight (the CUDA backend in FP8 mode makes one per weight it
+// quantizes, at upload). A weight is used by exactly one GEMM site of the model (the expert's
+// weights by the same site in every Euler step), so the site's activation scale lives here too.
+// All pointers are device memory that a captured graph reads: changing a scale needs no recapture.
+struct QuantInfo {
+  const float* w_scale = nullptr;  // [1]: real weight = fp8 value * w_scale
+  float* x_scale = nullptr;        // [1]: static input scale: x_fp8 = saturate(x / x_scale)
+  float* x_amax = nullptr;         // [1]: calibration: max |x| seen at this site since reset
+  int site = -1;                   // index of the site (upload order) in calibration data
+};
 
 struct Tensor {
   void* data = nullptr;
@@ -30,6 +42,8 @@ struct Tensor {
   // Elements between consecutive rows of the last two dims viewed as a matrix
   // (rows = numel / last dim). 0 means contiguous (row_stride == shape[ndim-1]).
   int64_t row_stride = 0;
+  // FP8 weights only: their scales (owned by the backend); nullptr for everything else.
+  const QuantInfo* quant = nullptr;
 
   int64_t dim(int i) const { return shape[i < 0 ? ndim + i : i]; }
   int64_t numel() const;
@@ -86,7 +100,12 @@ float bf16_to_f32(uint16_t v);
 uint16_t f32_to_bf16(float v);
 float f16_to_f32(uint16_t v);
 uint16_t f32_to_f16(float v);
-// Converts `count` elements of `src` (dtype F32/BF16/F16) into f32.
+// OCP FP8 E4M3 (as __nv_fp8_e4m3 with __NV_SATFINITE): round-to-nearest-even, |x| > 448
+// saturates to ±448, NaN stays NaN (0x7F). Host twins of the CUDA conversions.
+float e4m3_to_f32(uint8_t v);
+uint8_t f32_to_e4m3(float v);
+constexpr float kE4M3Max = 448.f;
+// Converts `count` elements of `src` (dtype F32/BF16/F16/F8E4M3, unscaled) into f32.
 void convert_to_f32(const void* src, DType src_dtype, float* dst, size_t count);
 
 }  // namespace frt

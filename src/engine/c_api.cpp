@@ -86,6 +86,7 @@ FRT_API void frt_load_options_init(frt_load_options_t* o) {
   o->num_views = 2;
   o->discrete_state_input = -1;
   o->cuda_graphs = -1;
+  o->use_fp8 = -1;
 }
 
 FRT_API frt_status_t frt_model_load(const char* dir, const frt_load_options_t* o,
@@ -103,6 +104,8 @@ FRT_API frt_status_t frt_model_load(const char* dir, const frt_load_options_t* o
     // them.
     const bool has_exec_fields =
         o->struct_size >= offsetof(frt_load_options_t, profile_ops) + sizeof(int32_t);
+    const bool has_fp8_field =
+        o->struct_size >= offsetof(frt_load_options_t, use_fp8) + sizeof(int32_t);
     frt::LoadRequest req;
     req.config = o->config ? o->config : "auto";
     req.hardware = o->hardware ? o->hardware : "auto";
@@ -120,6 +123,11 @@ FRT_API frt_status_t frt_model_load(const char* dir, const frt_load_options_t* o
     if (has_exec_fields) {
       req.cuda_graphs = o->cuda_graphs != 0;
       req.profile_ops = o->profile_ops == 1;
+    }
+    if (has_fp8_field) {
+      require(o->use_fp8 >= -1 && o->use_fp8 <= 1,
+              "frt_model_load: use_fp8 must be -1 (auto), 0 (bf16) or 1 (fp8)");
+      req.use_fp8 = o->use_fp8;
     }
     auto model = std::make_unique<frt_model>();
     model->engine = std::make_unique<frt::Engine>(dir, req);
@@ -158,31 +166,37 @@ FRT_API frt_status_t frt_model_get_info(const frt_model_t* model, frt_model_info
   });
 }
 
+// The engine's view of a C observation (pointers borrowed), after the checks the C layer owns.
+frt::Observation engine_observation(const frt_observation_t* obs, const char* fn) {
+  require(obs->struct_size >= sizeof(frt_observation_t),
+          (std::string(fn) + ": obs->struct_size must be sizeof(frt_observation_t)").c_str());
+  require(obs->num_images >= 0 && (obs->num_images == 0 || obs->images),
+          (std::string(fn) + ": images is NULL but num_images > 0").c_str());
+  require(obs->state_dim >= 0 && (obs->state_dim == 0 || obs->state),
+          (std::string(fn) + ": state is NULL but state_dim > 0").c_str());
+  frt::Observation o;
+  for (int i = 0; i < obs->num_images; ++i) {
+    const frt_image_t& im = obs->images[i];
+    if (im.data && im.dtype != FRT_IMAGE_U8 && im.dtype != FRT_IMAGE_F32)
+      frt::throw_error(frt::Status::kInvalidArgument, "predict: images[", i, "].dtype is ",
+                       im.dtype, "; expected FRT_IMAGE_U8 (0) or FRT_IMAGE_F32 (1)");
+    o.images.push_back(frt::ImageInput{im.data, im.height, im.width, im.channels,
+                                       im.dtype == FRT_IMAGE_F32});
+  }
+  o.prompt = obs->prompt;
+  o.state = obs->state_dim > 0 ? obs->state : nullptr;
+  o.state_dim = obs->state_dim;
+  o.noise = obs->noise;
+  o.noise_len = obs->noise_len;
+  return o;
+}
+
 FRT_API frt_status_t frt_model_predict(frt_model_t* model, const frt_observation_t* obs,
                                        float* actions, int64_t capacity, int32_t* out_horizon,
                                        int32_t* out_dim) {
   return guarded([&] {
     require(model && obs, "frt_model_predict: model or obs is NULL");
-    require(obs->struct_size >= sizeof(frt_observation_t),
-            "frt_model_predict: obs->struct_size must be sizeof(frt_observation_t)");
-    require(obs->num_images >= 0 && (obs->num_images == 0 || obs->images),
-            "frt_model_predict: images is NULL but num_images > 0");
-    require(obs->state_dim >= 0 && (obs->state_dim == 0 || obs->state),
-            "frt_model_predict: state is NULL but state_dim > 0");
-    frt::Observation o;
-    for (int i = 0; i < obs->num_images; ++i) {
-      const frt_image_t& im = obs->images[i];
-      if (im.data && im.dtype != FRT_IMAGE_U8 && im.dtype != FRT_IMAGE_F32)
-        frt::throw_error(frt::Status::kInvalidArgument, "predict: images[", i, "].dtype is ",
-                         im.dtype, "; expected FRT_IMAGE_U8 (0) or FRT_IMAGE_F32 (1)");
-      o.images.push_back(frt::ImageInput{im.data, im.height, im.width, im.channels,
-                                         im.dtype == FRT_IMAGE_F32});
-    }
-    o.prompt = obs->prompt;
-    o.state = obs->state_dim > 0 ? obs->state : nullptr;
-    o.state_dim = obs->state_dim;
-    o.noise = obs->noise;
-    o.noise_len = obs->noise_len;
+    const frt::Observation o = engine_observation(obs, "frt_model_predict");
     std::lock_guard<std::mutex> lock(model->mutex);
     std::vector<float> result;
     frt::Engine& e = *model->engine;
@@ -227,7 +241,28 @@ FRT_API const char* frt_model_prompt(const frt_model_t* model) {
 }
 
 FRT_API frt_status_t frt_model_recalibrate(frt_model_t* model) {
-  return guarded([&] { require(model != nullptr, "frt_model_recalibrate: model is NULL"); });
+  return guarded([&] {
+    require(model != nullptr, "frt_model_recalibrate: model is NULL");
+    std::lock_guard<std::mutex> lock(model->mutex);
+    model->engine->recalibrate();
+  });
+}
+
+FRT_API frt_status_t frt_model_calibrate(frt_model_t* model, const frt_observation_t* observations,
+                                         int32_t count, double percentile, int32_t max_samples) {
+  return guarded([&] {
+    require(model != nullptr, "frt_model_calibrate: model is NULL");
+    require(count >= 1 && observations, "frt_model_calibrate: need count >= 1 observations");
+    std::vector<frt::Observation> obs;
+    for (int32_t i = 0; i < count; ++i)
+      obs.push_back(engine_observation(&observations[i], "frt_model_calibrate"));
+    std::lock_guard<std::mutex> lock(model->mutex);
+    model->engine->calibrate(obs, percentile, max_samples);
+  });
+}
+
+FRT_API const char* frt_model_precision(const frt_model_t* model) {
+  return model ? model->engine->precision() : "";
 }
 
 FRT_API frt_status_t frt_model_enable_dumps(frt_model_t* model, int32_t enable) {

@@ -10,10 +10,10 @@
 #include <string_view>
 #include <vector>
 
+#include "core/tensor.h"  // kE4M3Max: the largest finite FP8 E4M3
+
 namespace frt {
 
-// Largest finite FP8 E4M3 (OCP "fn" variant, what sm_89+ tensor cores use).
-inline constexpr float kFp8E4m3Max = 448.f;
 // amax below this is raised to it before dividing by fp8_max, so a site that only ever saw zeros
 // (or denormals) gets a tiny positive scale: 1/scale stays finite (<= 4.48e8), the quantized
 // zeros stay zero, and a saved cache never holds a 0 that load_calibration would reject.
@@ -35,7 +35,7 @@ float reduce_amax(std::vector<float> per_sample_amax, double percentile,
 // plus kInvalidArgument for a non-positive or non-finite fp8_max.
 std::map<std::string, float> reduce_scales(
     const std::map<std::string, std::vector<float>>& amax_per_site, double percentile,
-    float fp8_max = kFp8E4m3Max);
+    float fp8_max = kE4M3Max);
 
 // The group a site belongs to: its name with the layer index component removed
 // ("llm.layer12.qkv_in" -> "llm.qkv_in", "vision.block3.fc2_in" -> "vision.fc2_in",

@@ -16,23 +16,31 @@ namespace frt {
 
 namespace {
 
-std::unique_ptr<Backend> pick_backend(const std::string& hardware) {
-  if (hardware == "cpu") return make_cpu_backend();
+// use_fp8: -1 auto (FP8 where the GPU has it), 0 bf16, 1 FP8 or an error.
+std::unique_ptr<Backend> make_gpu_backend(int use_fp8) {
   std::string why;
-  const bool has_cuda = cuda_available(&why);
-  if (hardware == "cuda") {
-    if (!has_cuda)
-      throw_error(Status::kNotSupported, "load_model: hardware='cuda' but CUDA is not usable: ", why,
-                  "; use hardware='cpu' or 'auto'");
-    return make_cuda_backend(0);
-  }
-  if (hardware == "auto" || hardware.empty()) {
-    if (has_cuda) return make_cuda_backend(0);
-    log_info("no usable GPU (", why, "): running on the CPU reference backend");
-    return make_cpu_backend();
-  }
-  throw_error(Status::kInvalidArgument, "load_model: hardware='", hardware,
-              "' is not one of 'auto', 'cpu', 'cuda'");
+  if (use_fp8 == 1) return make_cuda_backend(0, Precision::kFP8);  // throws where unsupported
+  if (use_fp8 == -1 && cuda_supports_fp8(0, &why)) return make_cuda_backend(0, Precision::kFP8);
+  if (use_fp8 == -1) log_info("bf16 GEMMs: ", why);
+  return make_cuda_backend(0, Precision::kBF16);
+}
+
+std::unique_ptr<Backend> pick_backend(const std::string& hardware, int use_fp8) {
+  if (hardware != "cpu" && hardware != "cuda" && hardware != "auto" && !hardware.empty())
+    throw_error(Status::kInvalidArgument, "load_model: hardware='", hardware,
+                "' is not one of 'auto', 'cpu', 'cuda'");
+  std::string why;
+  const bool has_cuda = hardware != "cpu" && cuda_available(&why);
+  if (hardware == "cuda" && !has_cuda)
+    throw_error(Status::kNotSupported, "load_model: hardware='cuda' but CUDA is not usable: ", why,
+                "; use hardware='cpu' or 'auto'");
+  if (has_cuda) return make_gpu_backend(use_fp8);
+  if (use_fp8 == 1)
+    throw_error(Status::kNotSupported, "load_model: use_fp8=True needs a CUDA GPU with FP8 ",
+                "tensor cores (sm_89+), but this model runs on the CPU",
+                hardware == "cpu" ? "" : " (" + why + ")", "; pass use_fp8=False");
+  if (hardware != "cpu") log_info("no usable GPU (", why, "): running on the CPU reference backend");
+  return make_cpu_backend();
 }
 
 NormMode to_mode(int normalization) {
@@ -81,7 +89,7 @@ Engine::Engine(const std::string& dir, const LoadRequest& req) : dir_(dir) {
     part_params_[static_cast<int>(s.part)] += n;
   }
 
-  backend_ = pick_backend(req.hardware);
+  backend_ = pick_backend(req.hardware, req.use_fp8);
   if (req.profile_ops) backend_ = std::make_unique<ProfilingBackend>(std::move(backend_));
   cuda_graphs_ = req.cuda_graphs && !req.profile_ops;
   dumps_.bind(backend_.get());
@@ -89,10 +97,12 @@ Engine::Engine(const std::string& dir, const LoadRequest& req) : dir_(dir) {
   for (int i = 0; i < opts_.num_views; ++i)
     raw_views_.push_back(backend_->alloc(DType::kU8, {kMaxImagePixels * 3}, "raw_view"));
   token_ids_ = backend_->alloc(DType::kI32, {opts_.max_token_len}, "token_ids");
+  prefix_len_ = backend_->alloc(DType::kI32, {1}, "prefix_len");
   x_ = backend_->alloc(DType::kF32, {opts_.action_horizon, dims_.action_dim}, "actions");
   if (dims_.arch == Arch::kPi0) state_ = backend_->alloc(DType::kF32, {1, dims_.state_dim}, "state");
   rng_.seed(opts_.seed);
   prompt_ = opts_.default_prompt;
+  if (backend_->precision() == Precision::kFP8) load_cached_scales(ckpt);
 }
 
 Engine::~Engine() = default;
@@ -147,7 +157,7 @@ std::vector<float> Engine::normalized_state(const Observation& obs) const {
   return s;
 }
 
-void Engine::predict(const Observation& obs, std::vector<float>& actions) {
+ModelInputs Engine::upload_inputs(const Observation& obs, std::vector<float>& noise) {
   check_images(obs);
   const std::string prompt = obs.prompt ? std::string(obs.prompt) : prompt_;
   if (prompt.empty() && !obs.prompt)
@@ -172,7 +182,7 @@ void Engine::predict(const Observation& obs, std::vector<float>& actions) {
   if (obs.noise && obs.noise_len != static_cast<int64_t>(H) * D)
     throw_error(Status::kInvalidArgument, "predict: noise has ", obs.noise_len,
                 " values; expected action_horizon x action_dim = ", H, "x", D, " = ", H * D);
-  std::vector<float> noise =
+  noise =
       obs.noise ? std::vector<float>(obs.noise, obs.noise + obs.noise_len) : standard_normal(rng_, H * D);
   for (size_t i = 0; i < noise.size(); ++i)
     if (!std::isfinite(noise[i]))
@@ -208,10 +218,18 @@ void Engine::predict(const Observation& obs, std::vector<float>& actions) {
     }
     in.views.push_back(view);
   }
-  backend_->copy_to_device(token_ids_, tp.ids.data(), tp.ids.size() * sizeof(int32_t));
-  in.token_ids = make_view(token_ids_.data, DType::kI32, backend_->device(),
-                           {static_cast<int64_t>(tp.ids.size())});
+  // The prompt padded to max_token_len (id 0) and its valid length on the device: no launch
+  // parameter depends on the prompt, so one captured graph serves every prompt and state.
+  std::vector<int32_t> ids(static_cast<size_t>(opts_.max_token_len), 0);
+  std::copy(tp.ids.begin(), tp.ids.end(), ids.begin());
+  backend_->copy_to_device(token_ids_, ids.data(), ids.size() * sizeof(int32_t));
+  in.token_ids = token_ids_;
   in.num_tokens = static_cast<int>(tp.ids.size());
+  int32_t prefix_len = in.num_tokens;
+  for (const Tensor& v : in.views)
+    if (v.data) prefix_len += static_cast<int32_t>(dims_.vision.num_patches());
+  backend_->copy_to_device(prefix_len_, &prefix_len, sizeof(prefix_len));
+  in.prefix_len = prefix_len_;
   backend_->copy_to_device(x_, noise.data(), noise.size() * sizeof(float));
   in.x = x_;
   if (dims_.arch == Arch::kPi0) {
@@ -226,12 +244,27 @@ void Engine::predict(const Observation& obs, std::vector<float>& actions) {
     for (size_t i = 0; i < tp.ids.size(); ++i) h.as<float>()[i] = static_cast<float>(tp.ids[i]);
     dumps_.record_host("prompt_ids", std::move(h));
   }
+  return in;
+}
 
-  // One graph per input shape: which views are present, their sizes, the prompt length.
-  // Dumps copy tensors out between ops, so they run eagerly.
+void Engine::predict(const Observation& obs, std::vector<float>& actions) {
+  std::vector<float> noise;
+  ModelInputs in = upload_inputs(obs, noise);
+  if (!calibrated_) {
+    // FP8 without scales (none cached): calibrate on this observation first, then predict.
+    log_info("FP8: no calibration scales for this checkpoint and view count; calibrating on the "
+             "first observation (cached for the next load)");
+    install_scales({measure_amax(in)}, 100.0);
+    backend_->copy_to_device(x_, noise.data(), noise.size() * sizeof(float));  // x was overwritten
+  }
+  const int H = opts_.action_horizon, D = dims_.action_dim;
+
+  // One graph per view layout (which views are present and their sizes: the resize kernels'
+  // launch shapes); prompts and states never change it. Dumps copy tensors out between ops, so
+  // they run eagerly.
   const bool use_graph = cuda_graphs_ && !dumps_.enabled();
   if (use_graph) {
-    std::string key = "t" + std::to_string(in.num_tokens);
+    std::string key = "views";
     for (const Tensor& v : in.views)
       key += v.data ? "|" + std::to_string(v.dim(0)) + "x" + std::to_string(v.dim(1)) : "|-";
     backend_->run_graph(key, [&] { model_->predict(in, dumps_); });

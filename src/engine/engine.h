@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "engine/calibration_cache.h"
 #include "io/norm_stats.h"
 #include "io/tokenizer.h"
 #include "models/blocks.h"
@@ -26,6 +27,9 @@ struct LoadRequest {
   std::string hardware = "auto";  // "auto" / "cpu" / "cuda"
   bool cuda_graphs = true;        // capture the whole predict as one graph (backends that can)
   bool profile_ops = false;       // time every op (eager, synchronizing): see profile_report()
+  // FP8 GEMMs (CUDA, sm_89+): -1 auto (on where supported), 0 off (bf16), 1 on (an error where
+  // the hardware has no FP8).
+  int use_fp8 = -1;
   ModelOptions options;
 };
 
@@ -52,6 +56,19 @@ class Engine {
   // Writes horizon x action_dim unnormalized actions.
   void predict(const Observation& obs, std::vector<float>& actions);
 
+  // FP8 calibration (src/engine/engine_calibration.cpp; no-ops on a non-FP8 backend).
+  // Measures every FP8 GEMM input on each observation (at most max_samples; <= 0: all), reduces
+  // per site by `percentile` across them (one observation: its max), writes the scales into the
+  // device memory the graph reads and into the calibration cache.
+  void calibrate(const std::vector<Observation>& observations, double percentile,
+                 int max_samples);
+  // Forgets the scales: the next predict recalibrates on its own observation (and re-caches).
+  void recalibrate();
+  // "fp32" (CPU), "bf16" or "fp8".
+  const char* precision() const;
+  // Whether FP8 scales are in place (false before the first predict when nothing was cached).
+  bool calibrated() const { return calibrated_; }
+
   void set_prompt(const std::string& prompt);
   const std::string& prompt() const { return prompt_; }
   Dumps& dumps() { return dumps_; }
@@ -73,6 +90,14 @@ class Engine {
  private:
   void check_images(const Observation& obs) const;
   std::vector<float> normalized_state(const Observation& obs) const;
+  // Validates `obs` and uploads everything predict needs; `noise` receives the initial x (the
+  // model overwrites it with the actions).
+  ModelInputs upload_inputs(const Observation& obs, std::vector<float>& noise);
+  // One eager forward in calibrate mode on uploaded inputs: per-site amax.
+  std::vector<float> measure_amax(ModelInputs& in);
+  // Reduces per-sample amax, installs the scales, saves the cache.
+  void install_scales(const std::vector<std::vector<float>>& per_sample, double percentile);
+  void load_cached_scales(const SafetensorsCheckpoint& ckpt);
 
   std::string dir_;
   ModelDims dims_;
@@ -85,12 +110,15 @@ class Engine {
   Dumps dumps_;
   std::string prompt_;
   bool cuda_graphs_ = true;
+  bool calibrated_ = true;         // FP8: scales installed (always true without FP8)
+  CalibrationKey calib_key_;
   float last_graph_ms_ = -1.f;
   std::mt19937_64 rng_;
   std::vector<int64_t> part_params_;
   // Device-side inputs (allocated once at load).
   std::vector<Tensor> raw_views_;  // per slot: u8 [kMaxImagePixels * 3]
-  Tensor token_ids_;               // i32 [max_token_len]
+  Tensor token_ids_;    // i32 [max_token_len]: the padded prompt
+  Tensor prefix_len_;   // i32 [1]: valid prefix rows (image tokens + prompt tokens)
   Tensor x_;                       // f32 [horizon, action_dim]
   Tensor state_;                   // f32 [1, action_dim]: Pi0's normalized, zero-padded state
 };

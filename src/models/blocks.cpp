@@ -114,8 +114,8 @@ void encode_view(Backend& be, const Pi0Weights& w, const ModelDims& d, Workspace
   dumps.record("vision_tokens." + tag, out);
 }
 
-int encode_prefix(Backend& be, const Pi0Weights& w, const ModelDims& d, Workspace& ws,
-                  const ModelInputs& in, Dumps& dumps) {
+PrefixLayout encode_prefix(Backend& be, const Pi0Weights& w, const ModelDims& d,
+                           Workspace& ws, const ModelInputs& in, Dumps& dumps) {
   const int np = d.vision.num_patches();
   be.stage("vision");
   int P = 0;
@@ -127,19 +127,25 @@ int encode_prefix(Backend& be, const Pi0Weights& w, const ModelDims& d, Workspac
   }
   be.stage("prefix");
   const float text_scale = static_cast<float>(std::sqrt(static_cast<double>(d.llm.width)));
-  be.embed_gather(ws.prefix_x.row_slice(P, in.num_tokens), w.embed, in.token_ids, text_scale);
-  P += in.num_tokens;
-  dumps.record("prefix_embeddings", ws.prefix_x.row_slice(0, P));
-  prefix_pass(be, w, d, ws, P, dumps);
-  return P;
+  const int max_tokens = static_cast<int>(in.token_ids.numel());
+  be.embed_gather(ws.prefix_x.row_slice(P, max_tokens), w.embed, in.token_ids, text_scale);
+  PrefixLayout pre;
+  pre.rows = P + max_tokens;
+  pre.valid = in.prefix_len;
+  pre.valid_host = P + in.num_tokens;
+  dumps.record("prefix_embeddings", ws.prefix_x.row_slice(0, pre.valid_host));
+  prefix_pass(be, w, d, ws, pre, dumps);
+  return pre;
 }
 
-void prefix_pass(Backend& be, const Pi0Weights& w, const ModelDims& d, Workspace& ws, int P,
-                 Dumps& dumps) {
+void prefix_pass(Backend& be, const Pi0Weights& w, const ModelDims& d, Workspace& ws,
+                 const PrefixLayout& pre, Dumps& dumps) {
   const GemmaDims& g = d.llm;
-  const int q_cols = g.heads * g.head_dim;
-  const AttentionParams ap{g.heads, g.kv_heads, g.head_dim,
-                           1.0f / std::sqrt(static_cast<float>(g.head_dim)), 0};
+  const int P = pre.rows;
+  AttentionParams ap{g.heads, g.kv_heads, g.head_dim,
+                     1.0f / std::sqrt(static_cast<float>(g.head_dim)), 0};
+  ap.key_valid = pre.valid;  // the padding rows are computed but never attended to
+  ap.key_gap_end = P;
   Tensor x = rows(ws.prefix_x, P), n = rows(ws.prefix_n, P), qkv = rows(ws.prefix_qkv, P);
   Tensor q = rows(ws.prefix_q, P), attn = rows(ws.prefix_attn, P);
   Tensor gu = rows(ws.prefix_gu, P), h = rows(ws.prefix_h, P);
@@ -148,10 +154,10 @@ void prefix_pass(Backend& be, const Pi0Weights& w, const ModelDims& d, Workspace
     Tensor k = rows(ws.k_cache[l], P), v = rows(ws.v_cache[l], P);
     be.add_rms_norm(x, nullptr, n, lw.input_scale, kRmsEps);
     be.linear(qkv, n, lw.qkv_w, nullptr, Activation::kNone, false);
-    // Tokens are compacted (padding and masked views dropped), so position = row index.
-    be.qkv_split_rope(q, k, v, qkv, g.heads, g.kv_heads, g.head_dim, 0, kRopeTheta);
-    dumps.record("prefix_k." + std::to_string(l), k);
-    dumps.record("prefix_v." + std::to_string(l), v);
+    // Masked views are dropped and the padding comes last, so position = row index.
+    be.qkv_split_rope(q, k, v, qkv, g.heads, g.kv_heads, g.head_dim, 0, nullptr, kRopeTheta);
+    dumps.record("prefix_k." + std::to_string(l), k.row_slice(0, pre.valid_host));
+    dumps.record("prefix_v." + std::to_string(l), v.row_slice(0, pre.valid_host));
     if (l + 1 == g.layers) break;  // the last layer only has to produce K and V
     be.attention(attn, q, k, v, ap);
     be.linear(x, attn, lw.o_w, nullptr, Activation::kNone, true);
@@ -159,7 +165,6 @@ void prefix_pass(Backend& be, const Pi0Weights& w, const ModelDims& d, Workspace
     be.linear(gu, n, lw.gate_up_w, nullptr, Activation::kNone, false);
     be.geglu(h, gu);
     be.linear(x, h, lw.down_w, nullptr, Activation::kNone, true);
-    (void)q_cols;
   }
 }
 
@@ -181,17 +186,22 @@ void expert_norm(Backend& be, Workspace& ws, int S, const PendingResidual& pendi
 }
 
 void expert_layer(Backend& be, const GemmaLayerWeights& lw, const GemmaDims& g, Workspace& ws,
-                  int layer, int P, int S, const ExpertNorm& in, const ExpertNorm& post,
-                  PendingResidual& pending, int blind_rows) {
-  const AttentionParams ap{g.heads, g.kv_heads, g.head_dim,
-                           1.0f / std::sqrt(static_cast<float>(g.head_dim)), blind_rows};
+                  int layer, const PrefixLayout& pre, int S, const ExpertNorm& in,
+                  const ExpertNorm& post, PendingResidual& pending, int blind_rows) {
+  const int P = pre.rows;
+  AttentionParams ap{g.heads, g.kv_heads, g.head_dim,
+                     1.0f / std::sqrt(static_cast<float>(g.head_dim)), blind_rows};
+  ap.key_valid = pre.valid;  // keys [valid, P): prompt padding
+  ap.key_gap_end = P;
   expert_norm(be, ws, S, pending, in, kRmsEps);
   Tensor n = rows(ws.sn, S), qkv = rows(ws.sqkv, S), q = rows(ws.sq, S);
   Tensor attn = rows(ws.sattn, S), o = rows(ws.so, S);
-  // Suffix K/V go right after the prefix's in this layer's cache: one contiguous key range.
+  // Suffix K/V go right after the padded prefix in this layer's cache; their positions continue
+  // the valid prefix (read on the device), as if the padding were not there.
   Tensor k_new = ws.k_cache[layer].row_slice(P, S), v_new = ws.v_cache[layer].row_slice(P, S);
   be.linear(qkv, n, lw.qkv_w, nullptr, Activation::kNone, false);
-  be.qkv_split_rope(q, k_new, v_new, qkv, g.heads, g.kv_heads, g.head_dim, P, kRopeTheta);
+  be.qkv_split_rope(q, k_new, v_new, qkv, g.heads, g.kv_heads, g.head_dim, 0, &pre.valid,
+                    kRopeTheta);
   be.attention(attn, q, ws.k_cache[layer].row_slice(0, P + S),
                ws.v_cache[layer].row_slice(0, P + S), ap);
   be.linear(o, attn, lw.o_w, nullptr, Activation::kNone, false);

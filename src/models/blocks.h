@@ -39,10 +39,14 @@ class Dumps {
 };
 
 // Device-side inputs of one predict (the engine validates and uploads them).
+// The prompt is padded to its maximum length (max_token_len) and its valid length lives in
+// device memory (prefix_len), so one captured graph serves every prompt: ops read the length
+// when they run (attention masks the padding, RoPE places the suffix after the valid prefix).
 struct ModelInputs {
   std::vector<Tensor> views;  // per image slot: raw u8 [H, W, 3]; data == nullptr → masked view
-  Tensor token_ids;           // i32 [num_tokens], valid tokens only (BOS first)
-  int num_tokens = 0;
+  Tensor token_ids;           // i32 [max_tokens]: the valid tokens (BOS first), then padding 0
+  int num_tokens = 0;         // valid tokens (host copy: dumps only, never a launch parameter)
+  Tensor prefix_len;          // i32 [1]: image tokens of the present views + num_tokens
   Tensor x;                   // f32 [horizon, action_dim]: the noise in, the actions out
   Tensor state;               // f32 [1, action_dim]: normalized, zero-padded (Pi0 only)
 };
@@ -68,16 +72,26 @@ Workspace make_workspace(Backend& be, const ModelDims& d, int num_views, int max
 void encode_view(Backend& be, const Pi0Weights& w, const ModelDims& d, Workspace& ws,
                  Tensor raw_u8, Tensor out, Dumps& dumps, int slot);
 
-// Steps 1-2 of every Pi0-family predict: the image tokens of each present view (masked views
-// are dropped, not computed), the text embeddings × sqrt(width) (openpi's fp32 constant), then
-// the prefix pass. Returns P, the number of prefix tokens.
-int encode_prefix(Backend& be, const Pi0Weights& w, const ModelDims& d, Workspace& ws,
-                  const ModelInputs& in, Dumps& dumps);
+// Where the prefix sits in the KV cache: rows [0, rows) hold [image tokens ; prompt padded to
+// its maximum]; only [0, *valid) are real (valid lives on the device, valid_host is its host
+// copy for dumps). The expert's rows follow at [rows, rows + S).
+struct PrefixLayout {
+  int rows = 0;
+  Tensor valid;  // i32 [1]
+  int valid_host = 0;
+};
 
-// Prefix pass over ws.prefix_x rows [0, P): fills k_cache/v_cache rows [0, P) of every layer.
-// The last layer's attention output and MLP are skipped: nothing reads them.
-void prefix_pass(Backend& be, const Pi0Weights& w, const ModelDims& d, Workspace& ws, int P,
-                 Dumps& dumps);
+// Steps 1-2 of every Pi0-family predict: the image tokens of each present view (masked views
+// are dropped, not computed), the text embeddings × sqrt(width) (openpi's fp32 constant) of the
+// padded prompt, then the prefix pass.
+PrefixLayout encode_prefix(Backend& be, const Pi0Weights& w, const ModelDims& d, Workspace& ws,
+                           const ModelInputs& in, Dumps& dumps);
+
+// Prefix pass over ws.prefix_x rows [0, pre.rows): fills k_cache/v_cache rows [0, pre.rows) of
+// every layer, attention masking the padding. The last layer's attention output and MLP are
+// skipped: nothing reads them.
+void prefix_pass(Backend& be, const Pi0Weights& w, const ModelDims& d, Workspace& ws,
+                 const PrefixLayout& pre, Dumps& dumps);
 
 // The residual update that the next norm must apply first: x += gate * delta (gate may be
 // absent: plain residual).
@@ -97,11 +111,12 @@ struct ExpertNorm {
 void expert_norm(Backend& be, Workspace& ws, int S, const PendingResidual& pending,
                  const ExpertNorm& norm, float eps);
 
-// One expert layer over suffix rows [0, S) at positions [P, P + S), attending to [prefix ; suffix]
-// in the layer's KV cache. Leaves the MLP output in ws.so as the pending residual of the next norm
-// (gated by post.gate for adaRMS).
+// One expert layer over suffix rows [0, S) at positions [valid, valid + S), attending to the
+// valid prefix and the suffix in the layer's KV cache (suffix K/V at rows [pre.rows, + S)).
+// Leaves the MLP output in ws.so as the pending residual of the next norm (gated by post.gate for
+// adaRMS).
 void expert_layer(Backend& be, const GemmaLayerWeights& lw, const GemmaDims& g, Workspace& ws,
-                  int layer, int P, int S, const ExpertNorm& in, const ExpertNorm& post,
-                  PendingResidual& pending, int blind_rows);
+                  int layer, const PrefixLayout& pre, int S, const ExpertNorm& in,
+                  const ExpertNorm& post, PendingResidual& pending, int blind_rows);
 
 }  // namespace frt

@@ -28,7 +28,7 @@ void Pi0Model::predict(ModelInputs& in, Dumps& dumps) {
   FRT_CHECK(in.state.data != nullptr, "pi0 needs the state input");
 
   // 1-2. Image tokens + text tokens, prefix pass → every layer's K (after RoPE) and V.
-  const int P = encode_prefix(be_, w_, d, ws_, in, dumps);
+  const PrefixLayout pre = encode_prefix(be_, w_, d, ws_, in, dumps);
 
   be_.stage("denoise");
   Tensor state_row = ws_.sx.row_slice(0, 1), action_rows = ws_.sx.row_slice(1, H);
@@ -48,7 +48,8 @@ void Pi0Model::predict(ModelInputs& in, Dumps& dumps) {
     PendingResidual pending;
     for (int l = 0; l < e.layers; ++l) {
       const GemmaLayerWeights& lw = w_.expert[l];
-      expert_layer(be_, lw, e, ws_, l, P, S, rms(lw.input_scale), rms(lw.post_scale), pending, 1);
+      expert_layer(be_, lw, e, ws_, l, pre, S, rms(lw.input_scale), rms(lw.post_scale), pending,
+                   1);
     }
     finish_step(static_cast<int>(s), S, 1, pending, rms(w_.expert_final_scale), in, dumps);
   }

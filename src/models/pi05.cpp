@@ -31,10 +31,10 @@ void Pi05Model::predict(ModelInputs& in, Dumps& dumps) {
   const ModelDims& d = dims_;
   const int H = static_cast<int>(in.x.rows());
   FRT_CHECK(H <= ws_.max_suffix, "horizon ", H, " > workspace ", ws_.max_suffix);
-  FRT_CHECK(in.num_tokens >= 1 && in.num_tokens <= opts_.max_token_len, "token count");
+  FRT_CHECK(in.num_tokens >= 1 && in.num_tokens <= in.token_ids.numel(), "token count");
 
   // 1-2. Image tokens + text tokens, prefix pass → every layer's K (after RoPE) and V.
-  const int P = encode_prefix(be_, w_, d, ws_, in, dumps);
+  const PrefixLayout pre = encode_prefix(be_, w_, d, ws_, in, dumps);
 
   be_.stage("denoise");
   // 3. Flow matching: x = noise, t = 1 → 0 in num_steps Euler steps of the expert.
@@ -48,7 +48,8 @@ void Pi05Model::predict(ModelInputs& in, Dumps& dumps) {
     for (int i = 0; i < sites; ++i) norms.push_back(ada_norm(w_.adarms_mod, step, i, sites, e.width));
     PendingResidual pending;
     for (int l = 0; l < e.layers; ++l)
-      expert_layer(be_, w_.expert[l], e, ws_, l, P, H, norms[2 * l], norms[2 * l + 1], pending, 0);
+      expert_layer(be_, w_.expert[l], e, ws_, l, pre, H, norms[2 * l], norms[2 * l + 1], pending,
+                   0);
     finish_step(step, H, 0, pending, norms[sites - 1], in, dumps);
   }
   dumps.record("actions_normalized", in.x);

@@ -99,9 +99,12 @@ class Reader {
   std::set<std::string> used_;
 };
 
-Tensor up(Backend& be, HostTensor&& t, const std::string& name) {
-  return be.upload_weight(std::move(t), name);
+Tensor up(Backend& be, HostTensor&& t, const std::string& name,
+           WeightUse use = WeightUse::kParam) {
+  return be.upload_weight(std::move(t), name, use);
 }
+constexpr WeightUse kGemm = WeightUse::kGemm;
+constexpr WeightUse kPrecise = WeightUse::kGemmPrecise;
 
 GemmaLayerWeights load_gemma_layer(Backend& be, Reader& r, const std::string& base, int i,
                                    bool ada) {
@@ -115,11 +118,11 @@ GemmaLayerWeights load_gemma_layer(Backend& be, Reader& r, const std::string& ba
   w.qkv_w = up(be,
                r.concat_rows({k("self_attn.q_proj.weight"), k("self_attn.k_proj.weight"),
                               k("self_attn.v_proj.weight")}),
-               k("self_attn.qkv"));
-  w.o_w = up(be, r.f32(k("self_attn.o_proj.weight")), k("self_attn.o_proj.weight"));
+               k("self_attn.qkv"), kGemm);
+  w.o_w = up(be, r.f32(k("self_attn.o_proj.weight")), k("self_attn.o_proj.weight"), kGemm);
   w.gate_up_w = up(be, r.concat_rows({k("mlp.gate_proj.weight"), k("mlp.up_proj.weight")}),
-                   k("mlp.gate_up"));
-  w.down_w = up(be, r.f32(k("mlp.down_proj.weight")), k("mlp.down_proj.weight"));
+                   k("mlp.gate_up"), kGemm);
+  w.down_w = up(be, r.f32(k("mlp.down_proj.weight")), k("mlp.down_proj.weight"), kGemm);
   return w;
 }
 
@@ -130,7 +133,9 @@ HostTensor precompute_adarms(Reader& r, const ModelDims& d, int num_steps) {
   const int W = d.expert.width;
   const int L = d.expert.layers;
   std::unique_ptr<Backend> cpu = make_cpu_backend();
-  auto load = [&](const std::string& name) { return cpu->upload_weight(r.f32(name), name); };
+  auto load = [&](const std::string& name) {
+    return cpu->upload_weight(r.f32(name), name, WeightUse::kParam);
+  };
   Tensor tin_w = load("time_mlp_in.weight"), tin_b = load("time_mlp_in.bias");
   Tensor tout_w = load("time_mlp_out.weight"), tout_b = load("time_mlp_out.bias");
   std::vector<std::string> dense;
@@ -220,31 +225,32 @@ Pi0Weights load_pi0_weights(Backend& be, const SafetensorsCheckpoint& ckpt, cons
     l.qkv_w = up(be,
                  r.concat_rows({k("self_attn.q_proj.weight"), k("self_attn.k_proj.weight"),
                                 k("self_attn.v_proj.weight")}),
-                 k("self_attn.qkv.weight"));
+                 k("self_attn.qkv.weight"), kGemm);
     l.qkv_b = up(be,
                  r.concat_rows({k("self_attn.q_proj.bias"), k("self_attn.k_proj.bias"),
                                 k("self_attn.v_proj.bias")}),
                  k("self_attn.qkv.bias"));
-    l.o_w = up(be, r.f32(k("self_attn.out_proj.weight")), k("self_attn.out_proj.weight"));
+    l.o_w = up(be, r.f32(k("self_attn.out_proj.weight")), k("self_attn.out_proj.weight"), kGemm);
     l.o_b = up(be, r.f32(k("self_attn.out_proj.bias")), k("self_attn.out_proj.bias"));
     l.ln2_w = up(be, r.f32(k("layer_norm2.weight")), k("layer_norm2.weight"));
     l.ln2_b = up(be, r.f32(k("layer_norm2.bias")), k("layer_norm2.bias"));
-    l.fc1_w = up(be, r.f32(k("mlp.fc1.weight")), k("mlp.fc1.weight"));
+    l.fc1_w = up(be, r.f32(k("mlp.fc1.weight")), k("mlp.fc1.weight"), kGemm);
     l.fc1_b = up(be, r.f32(k("mlp.fc1.bias")), k("mlp.fc1.bias"));
-    l.fc2_w = up(be, r.f32(k("mlp.fc2.weight")), k("mlp.fc2.weight"));
+    l.fc2_w = up(be, r.f32(k("mlp.fc2.weight")), k("mlp.fc2.weight"), kGemm);
     l.fc2_b = up(be, r.f32(k("mlp.fc2.bias")), k("mlp.fc2.bias"));
     w.vision.push_back(l);
   }
   w.post_ln_w = up(be, r.f32(keys::kVision + "post_layernorm.weight"), "post_layernorm.weight");
   w.post_ln_b = up(be, r.f32(keys::kVision + "post_layernorm.bias"), "post_layernorm.bias");
   const std::string proj = keys::kPrefix + "paligemma.model.multi_modal_projector.linear.";
-  w.proj_w = up(be, r.f32(proj + "weight"), "projector.weight");
+  w.proj_w = up(be, r.f32(proj + "weight"), "projector.weight", kGemm);
   w.proj_b = up(be, r.f32(proj + "bias"), "projector.bias");
 
   // Embedding table: openpi's tied lm_head, or an untied embed_tokens from other exporters.
   const std::string emb_key = embedding_key(ckpt);
   r.mark_used(emb_key);
-  w.embed = up(be, ckpt.load_f32(emb_key, {d.vocab, d.llm.width}), "embed_tokens");
+  w.embed = up(be, ckpt.load_f32(emb_key, {d.vocab, d.llm.width}), "embed_tokens",
+               WeightUse::kTable);
 
   // The LLM's final norm is never read: Pi0/Pi0.5 use only the prefix KV cache.
   r.mark_used(keys::kLlm + "norm.weight");
@@ -257,17 +263,19 @@ Pi0Weights load_pi0_weights(Backend& be, const SafetensorsCheckpoint& ckpt, cons
     w.adarms_mod = up(be, precompute_adarms(r, d, num_steps), "adarms_modulation");
   } else {
     w.expert_final_scale = up(be, r.one_plus(keys::kExpert + "norm.weight"), "expert.norm.weight");
-    w.state_w = up(be, r.f32("state_proj.weight"), "state_proj.weight");
+    w.state_w = up(be, r.f32("state_proj.weight"), "state_proj.weight", kPrecise);
     w.state_b = up(be, r.f32("state_proj.bias"), "state_proj.bias");
     auto [action_half, step_bias] = split_action_time_mlp(r, d, num_steps);
-    w.action_time_in_w = up(be, std::move(action_half), "action_time_mlp_in.weight[:, :W]");
+    w.action_time_in_w =
+        up(be, std::move(action_half), "action_time_mlp_in.weight[:, :W]", kPrecise);
     w.action_time_step_bias = up(be, std::move(step_bias), "action_time_mlp_in.step_bias");
-    w.action_time_out_w = up(be, r.f32("action_time_mlp_out.weight"), "action_time_mlp_out.weight");
+    w.action_time_out_w =
+        up(be, r.f32("action_time_mlp_out.weight"), "action_time_mlp_out.weight", kPrecise);
     w.action_time_out_b = up(be, r.f32("action_time_mlp_out.bias"), "action_time_mlp_out.bias");
   }
-  w.action_in_w = up(be, r.f32("action_in_proj.weight"), "action_in_proj.weight");
+  w.action_in_w = up(be, r.f32("action_in_proj.weight"), "action_in_proj.weight", kPrecise);
   w.action_in_b = up(be, r.f32("action_in_proj.bias"), "action_in_proj.bias");
-  w.action_out_w = up(be, r.f32("action_out_proj.weight"), "action_out_proj.weight");
+  w.action_out_w = up(be, r.f32("action_out_proj.weight"), "action_out_proj.weight", kPrecise);
   w.action_out_b = up(be, r.f32("action_out_proj.bias"), "action_out_proj.bias");
   r.report_unused();
   return w;

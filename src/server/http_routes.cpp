@@ -27,6 +27,7 @@ HttpAnswer health(ServerContext& ctx) {
   if (loaded) {
     j["config"] = m.config;
     j["hardware"] = m.hardware;
+    j["precision"] = m.precision;
     j["device"] = m.device_name;
     j["prompt"] = m.prompt;
     j["num_views"] = m.num_views;

@@ -44,6 +44,7 @@ void ModelHost::load_and_warm_up(int warmup_runs) {
   const frt_model_info_t i = model_->info();
   summary_.config = i.config;
   summary_.hardware = i.hardware;
+  summary_.precision = model_->precision();
   summary_.device_name = i.device_name;
   summary_.version = flashrt::version();
   summary_.num_views = i.num_views;

@@ -16,7 +16,7 @@ namespace frt::server {
 
 // What the network threads may know about the model (fixed once loaded).
 struct ModelSummary {
-  std::string name, checkpoint, config, hardware, device_name, version;
+  std::string name, checkpoint, config, hardware, precision, device_name, version;
   std::string prompt;  // the default prompt (--default-prompt); the server never changes it
   int32_t num_views = 0, num_steps = 0, action_horizon = 0, action_dim = 0;
   int32_t state_dim = 0, robot_action_dim = 0, discrete_state_input = 0;

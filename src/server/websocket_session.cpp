@@ -104,7 +104,10 @@ class WebsocketSession : public Closeable, public std::enable_shared_from_this<W
   void do_read() {
     if (reading_ || closing_ || pending_replies() >= kMaxPendingReplies) return;
     reading_ = true;
-    ws_.async_read_some(in_, 0,
+    // Large reads: an observation is ~300 KB; Beast's default chunk (0 = "reasonable") would take
+    // dozens of handler round trips per message, which showed up as round-trip overhead.
+    constexpr size_t kReadChunk = size_t{1} << 20;
+    ws_.async_read_some(in_, kReadChunk,
                         beast::bind_front_handler(&WebsocketSession::on_read, shared_from_this()));
   }
 

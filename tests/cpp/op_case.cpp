@@ -172,11 +172,11 @@ Tensor CaseContext::output(int64_t rows, int64_t cols, int64_t ld, DType dtype) 
 }
 
 Tensor CaseContext::weight(std::vector<float>& values, const std::vector<int64_t>& shape,
-                           const std::string& name) {
+                           const std::string& name, WeightUse use) {
   HostTensor h(DType::kF32, shape);
   FRT_CHECK(static_cast<int64_t>(values.size()) == h.numel(), "weight values size");
   std::memcpy(h.data(), values.data(), h.nbytes());
-  Tensor t = be_.upload_weight(std::move(h), name);
+  Tensor t = be_.upload_weight(std::move(h), name, use);
   if (t.dtype != DType::kF32) encode(values, t.dtype);  // round the host copy like the device
   return t;
 }

@@ -78,7 +78,7 @@ class CaseContext {
   Tensor output(int64_t rows, int64_t cols, int64_t ld, DType dtype);
   // A weight through Backend::upload_weight; `values` is rounded to the returned dtype.
   Tensor weight(std::vector<float>& values, const std::vector<int64_t>& shape,
-                const std::string& name);
+                const std::string& name, WeightUse use = WeightUse::kGemm);
 
   // Declares `t` (a tensor from input/output above, or a row/column slice of one) an output
   // expected to equal `want` (rows*cols, packed). Every byte outside the declared outputs (guard

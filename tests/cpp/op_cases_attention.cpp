@@ -1,8 +1,12 @@
 // Op cases (see op_case.h) of qkv_split_rope and attention: the Gemma prefix / expert suffix
 // shapes (8 q heads, 1 kv head, head_dim 256, k/v as row slices of a KV cache, blind_rows=1),
-// SigLIP (16 x 72, q/k/v as column slices of the fused QKV buffer) and small odd GQA shapes.
+// SigLIP (16 x 72, q/k/v as column slices of the fused QKV buffer) and small odd GQA shapes;
+// the device-resident lengths: attention's key gap (key_valid / key_gap_end, masked rows hold
+// large junk) and qkv_split_rope's pos_base.
 // Run by tests/cpp/test_cpu_ops.cpp.
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <string>
 
 #include "op_case.h"
@@ -12,10 +16,12 @@ namespace frt::test {
 namespace {
 
 // k/v land in rows [cache_row, cache_row + S) of a KV cache of cache_rows rows.
+// pos_base >= 0: positions also add pos_base, passed as an i32 [1] backend tensor.
 void rope_case(int64_t S, int Hq, int Hkv, int D, int pos, float theta, int64_t cache_rows,
-               int64_t cache_row, int64_t pad) {
+               int64_t cache_row, int64_t pad, int pos_base = -1) {
   const std::string name =
       "QKV_SPLIT_ROPE(S=" + std::to_string(S) + ",Hq=" + std::to_string(Hq) +
+      (pos_base >= 0 ? ",pos_base=" + std::to_string(pos_base) : std::string()) +
       ",Hkv=" + std::to_string(Hkv) + ",D=" + std::to_string(D) + ",pos=" + std::to_string(pos) +
       ",theta=" + std::to_string(static_cast<int>(theta)) + ",cache=" + std::to_string(cache_row) +
       "of" + std::to_string(cache_rows) + ",pad=" + std::to_string(pad) + ")";
@@ -26,8 +32,11 @@ void rope_case(int64_t S, int Hq, int Hkv, int D, int pos, float theta, int64_t 
     Tensor q = c.output(S, qw, qw + pad);
     Tensor k_cache = c.output(cache_rows, kw), v_cache = c.output(cache_rows, kw);
     Tensor k = k_cache.row_slice(cache_row, S), v = v_cache.row_slice(cache_row, S);
-    c.be().qkv_split_rope(q, k, v, qkv, Hq, Hkv, D, pos, theta);
-    ref::QkvOut r = ref::qkv_split_rope(qkv_v, S, Hq, Hkv, D, pos, theta);
+    const int32_t base = pos_base;
+    Tensor base_t = pos_base >= 0 ? c.input_raw(DType::kI32, {1}, &base) : Tensor{};
+    c.be().qkv_split_rope(q, k, v, qkv, Hq, Hkv, D, pos, pos_base >= 0 ? &base_t : nullptr,
+                          theta);
+    ref::QkvOut r = ref::qkv_split_rope(qkv_v, S, Hq, Hkv, D, pos, theta, std::max(pos_base, 0));
     c.expect("q", q, r.q);
     c.expect("k", k, r.k);
     c.expect("v", v, r.v);
@@ -94,6 +103,35 @@ void attention_case(int64_t Sq, int64_t Skv, int Hq, int Hkv, int D, int blind, 
   });
 }
 
+// Keys [valid, gap_end) masked through AttentionParams::key_valid (an i32 [1] backend tensor);
+// the masked rows hold junk of +-50, so any weight they got would show.
+void attention_gap_case(int64_t Sq, int64_t Skv, int Hq, int Hkv, int D, int blind, int valid,
+                        int gap_end) {
+  const std::string name = "ATTENTION_KEY_GAP(Sq=" + std::to_string(Sq) +
+                           ",Skv=" + std::to_string(Skv) + ",Hq=" + std::to_string(Hq) +
+                           ",Hkv=" + std::to_string(Hkv) + ",D=" + std::to_string(D) +
+                           ",blind=" + std::to_string(blind) + ",valid=" + std::to_string(valid) +
+                           ",gap_end=" + std::to_string(gap_end) + ")";
+  add_case("attention", name, [=](CaseContext& c) {
+    const int64_t qw = int64_t{Hq} * D, kw = int64_t{Hkv} * D;
+    AttentionParams p{Hq, Hkv, D, 1.f / std::sqrt(static_cast<float>(D)), blind};
+    std::vector<float> qv = c.random(Sq * qw);
+    std::vector<float> kv = c.random(Skv * kw), vv = c.random(Skv * kw);
+    for (int64_t j = valid; j < gap_end; ++j)
+      for (int64_t d = 0; d < kw; ++d) {
+        kv[j * kw + d] = 50.f;
+        vv[j * kw + d] = (d & 1) ? 50.f : -50.f;
+      }
+    Tensor q = c.input(qv, Sq, qw), k = c.input(kv, Skv, kw), v = c.input(vv, Skv, kw);
+    const int32_t valid_i = valid;
+    p.key_valid = c.input_raw(DType::kI32, {1}, &valid_i);
+    p.key_gap_end = gap_end;
+    Tensor out = c.output(Sq, qw, qw + 3);
+    c.be().attention(out, q, k, v, p);
+    c.expect("out", out, ref::attention(qv, kv, vv, Sq, Skv, p, valid, gap_end));
+  });
+}
+
 }  // namespace
 
 FRT_OP_CASES(attention) {
@@ -112,6 +150,15 @@ FRT_OP_CASES(attention) {
   attention_case(5, 9, 6, 3, 7, 2, KvLayout::kSeparate, 1.f);         // odd GQA, blind
   attention_case(4, 4, 2, 1, 4, 4, KvLayout::kSeparate, 1.f);         // blind = Sq: no mask
   attention_case(7, 13, 2, 2, 64, 0, KvLayout::kSeparate, 16.f);      // logits ~ +-250
+
+  // Device-resident lengths.
+  rope_case(10, 8, 1, 256, 0, 10000.f, 10, 0, 0, 563);  // expert rows after a 563-token prompt
+  rope_case(3, 2, 1, 8, 4, 100.f, 3, 0, 1, 0);          // base 0
+  attention_gap_case(90, 90, 8, 1, 32, 0, 61, 90);      // prefix: padding rows masked
+  attention_gap_case(90, 90, 8, 1, 32, 0, 1, 90);       // one valid key
+  attention_gap_case(90, 90, 8, 1, 32, 0, 90, 90);      // no gap
+  attention_gap_case(10, 100, 8, 1, 32, 0, 40, 90);     // expert: [prefix ; suffix]
+  attention_gap_case(11, 101, 4, 2, 16, 1, 0, 90);      // blind row, empty valid prefix
 }
 
 }  // namespace frt::test

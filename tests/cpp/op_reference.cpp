@@ -108,7 +108,7 @@ D activation(const F& x, Activation act) {
 }
 
 QkvOut qkv_split_rope(const F& qkv, int64_t S, int Hq, int Hkv, int head_dim, int pos_offset,
-                      double theta) {
+                      double theta, int pos_base) {
   const int64_t Dh = head_dim, width = (Hq + 2 * Hkv) * Dh;
   QkvOut out;
   out.q.resize(static_cast<size_t>(S * Hq * Dh));
@@ -125,7 +125,7 @@ QkvOut qkv_split_rope(const F& qkv, int64_t S, int Hq, int Hkv, int head_dim, in
         }
         const int64_t i = j % (Dh / 2);
         const float inv_freq = static_cast<float>(std::pow(theta, -2.0 * i / Dh));
-        const double angle = static_cast<float>(static_cast<float>(pos_offset + s) * inv_freq);
+        const double angle = static_cast<float>(static_cast<float>(pos_offset + pos_base + s) * inv_freq);
         const double rot = j < Dh / 2 ? -static_cast<double>(x[j + Dh / 2]) : x[j - Dh / 2];
         o[j] = x[j] * std::cos(angle) + rot * std::sin(angle);
       }
@@ -140,7 +140,8 @@ QkvOut qkv_split_rope(const F& qkv, int64_t S, int Hq, int Hkv, int head_dim, in
   return out;
 }
 
-D attention(const F& q, const F& k, const F& v, int64_t Sq, int64_t Skv, const AttentionParams& p) {
+D attention(const F& q, const F& k, const F& v, int64_t Sq, int64_t Skv, const AttentionParams& p,
+            int64_t gap_begin, int64_t gap_end) {
   const int64_t Dh = p.head_dim, qw = p.num_q_heads * Dh, kw = p.num_kv_heads * Dh;
   const int64_t first_hidden_key = Skv - (Sq - p.blind_rows);
   D out(static_cast<size_t>(Sq * qw));
@@ -150,7 +151,8 @@ D attention(const F& q, const F& k, const F& v, int64_t Sq, int64_t Skv, const A
     for (int64_t i = 0; i < Sq; ++i) {
       double mx = -INFINITY;
       for (int64_t j = 0; j < Skv; ++j) {
-        const bool masked = p.blind_rows > 0 && i < p.blind_rows && j >= first_hidden_key;
+        const bool masked = (p.blind_rows > 0 && i < p.blind_rows && j >= first_hidden_key) ||
+                            (j >= gap_begin && j < gap_end);
         double s = 0;
         for (int64_t d = 0; d < Dh; ++d)
           s += static_cast<double>(q[i * qw + h * Dh + d]) * k[j * kw + kvh * Dh + d];

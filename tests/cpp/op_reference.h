@@ -40,9 +40,13 @@ struct QkvOut {
 };
 // Rotate-half RoPE per HF Gemma: inv_freq and the angle pos * inv_freq are fp32 quantities
 // there (part of the semantics), cos/sin and the rotation are taken in float64 here.
+// Positions pos_offset + pos_base + row (pos_base: the device-resident base, given by value).
 QkvOut qkv_split_rope(const F& qkv, int64_t S, int Hq, int Hkv, int head_dim, int pos_offset,
-                      double theta);
-D attention(const F& q, const F& k, const F& v, int64_t Sq, int64_t Skv, const AttentionParams& p);
+                      double theta, int pos_base = 0);
+// Keys [gap_begin, gap_end) are masked (the device-resident key gap, given by value; p.key_valid
+// is ignored here).
+D attention(const F& q, const F& k, const F& v, int64_t Sq, int64_t Skv, const AttentionParams& p,
+            int64_t gap_begin = 0, int64_t gap_end = 0);
 // img [H, W, 3] HWC, w [width, 3, P, P] (OIHW) -> [(H/P)*(W/P), width], + b + pos.
 D patch_embed(const F& img, int64_t H, int64_t W, const F& w, int64_t width, int64_t P, const F& b,
               const F& pos);

@@ -114,7 +114,7 @@ TEST(CpuBackendMemory, UploadWeightKeepsF32BufferAndWidensBf16) {
   HostTensor w(DType::kF32, {2, 3});
   for (int i = 0; i < 6; ++i) w.as<float>()[i] = 0.5f * static_cast<float>(i + 1);
   void* original = w.data();
-  Tensor t = be.upload_weight(std::move(w), "w");
+  Tensor t = be.upload_weight(std::move(w), "w", WeightUse::kGemm);
   EXPECT_EQ(t.data, original);  // no copy
   EXPECT_EQ(t.dtype, DType::kF32);
   EXPECT_EQ(t.as<float>()[5], 3.f);
@@ -122,7 +122,7 @@ TEST(CpuBackendMemory, UploadWeightKeepsF32BufferAndWidensBf16) {
   HostTensor h(DType::kBF16, {4});
   const float vals[4] = {1.5f, -2.f, 0.125f, 3.f};
   for (int i = 0; i < 4; ++i) h.as<uint16_t>()[i] = f32_to_bf16(vals[i]);
-  Tensor tb = be.upload_weight(std::move(h), "wb");
+  Tensor tb = be.upload_weight(std::move(h), "wb", WeightUse::kParam);
   ASSERT_EQ(tb.dtype, DType::kF32);
   for (int i = 0; i < 4; ++i) EXPECT_EQ(tb.as<float>()[i], vals[i]);
   EXPECT_EQ(be.bytes_allocated(), 6u * 4u + 4u * 4u);

@@ -138,7 +138,7 @@ class TwinSet {
   }
   // A weight through upload_weight on both backends (values bf16-exact, so dtype choice is free).
   WeightTwin weight(const std::vector<int64_t>& shape, const std::string& name, float lo = -1.f,
-                    float hi = 1.f) {
+                    float hi = 1.f, WeightUse use = WeightUse::kGemm) {
     int64_t n = 1;
     for (int64_t d : shape) n *= d;
     WeightTwin w;
@@ -146,8 +146,8 @@ class TwinSet {
     HostTensor hc(DType::kF32, shape), hg(DType::kF32, shape);
     std::memcpy(hc.data(), w.values.data(), hc.nbytes());
     std::memcpy(hg.data(), w.values.data(), hg.nbytes());
-    w.cpu = cpu_.upload_weight(std::move(hc), name);
-    w.gpu = gpu_.upload_weight(std::move(hg), name);
+    w.cpu = cpu_.upload_weight(std::move(hc), name, use);
+    w.gpu = gpu_.upload_weight(std::move(hg), name, use);
     return w;
   }
   void mark_output(Twin& t) { t.output = true; }

@@ -54,9 +54,9 @@ TEST_F(CudaOps, QkvSplitRope) {
     ts.mark_output(vc);
     const int64_t r0 = c.theta != 0.f ? c.pos_offset : 0;
     cpu().qkv_split_rope(q.cpu, kc.cpu.row_slice(r0, c.S), vc.cpu.row_slice(r0, c.S), qkv.cpu,
-                         c.hq, c.hkv, c.d, c.pos_offset, c.theta);
+                         c.hq, c.hkv, c.d, c.pos_offset, nullptr, c.theta);
     gpu().qkv_split_rope(q.gpu, kc.gpu.row_slice(r0, c.S), vc.gpu.row_slice(r0, c.S), qkv.gpu,
-                         c.hq, c.hkv, c.d, c.pos_offset, c.theta);
+                         c.hq, c.hkv, c.d, c.pos_offset, nullptr, c.theta);
     const Tol tol = c.out == kF ? kF32Tol : kBf16Tol;
     ts.compare("q", q, tol);
     ts.compare("k_cache", kc, tol);

@@ -48,12 +48,18 @@ TEST(CudaAvailability, FactoryAgreesWithAvailability) {
 }
 
 TEST_F(CudaOps, UploadWeightKeepsDtypeByRole) {
-  struct Case { std::vector<int64_t> shape; std::string name; DType want; };
+  struct Case { std::vector<int64_t> shape; std::string name; WeightUse use; DType want; };
+  const WeightUse G = WeightUse::kGemm, P = WeightUse::kParam;
   const std::vector<Case> cases = {
-      {{4, 3}, "layers.0.mlp.fc1.weight", kBF},  {{7}, "layers.0.mlp.fc1.bias", kF},
-      {{1, 5}, "row", kF},                        {{5, 1}, "column", kF},
-      {{6, 4}, "position_embedding", kF},         {{2, 3, 2, 2}, "patch_embedding.weight", kF},
-      {{2, 2, 3, 4}, "adarms_modulation", kF}};
+      {{4, 3}, "layers.0.mlp.fc1.weight", G, kBF},
+      {{4, 3}, "action_in_proj.weight", WeightUse::kGemmPrecise, kBF},
+      {{9, 3}, "embed_tokens", WeightUse::kTable, kBF},
+      {{7}, "layers.0.mlp.fc1.bias", P, kF},
+      {{1, 5}, "row", G, kF},
+      {{5, 1}, "column", G, kF},
+      {{6, 4}, "position_embedding", P, kF},
+      {{2, 3, 2, 2}, "patch_embedding.weight", P, kF},
+      {{2, 2, 3, 4}, "adarms_modulation", P, kF}};
   std::mt19937 rng(7);
   std::uniform_real_distribution<float> dist(-3.f, 3.f);
   for (const Case& c : cases) {
@@ -61,7 +67,7 @@ TEST_F(CudaOps, UploadWeightKeepsDtypeByRole) {
     HostTensor h(kF, c.shape);
     for (int64_t i = 0; i < h.numel(); ++i) h.as<float>()[i] = dist(rng);  // not bf16-exact
     std::vector<float> values(h.as<float>(), h.as<float>() + h.numel());
-    const Tensor t = gpu().upload_weight(std::move(h), c.name);
+    const Tensor t = gpu().upload_weight(std::move(h), c.name, c.use);
     ASSERT_EQ(t.dtype, c.want);
     EXPECT_EQ(t.device, Device::kCuda);
     ASSERT_EQ(t.ndim, static_cast<int>(c.shape.size()));
@@ -135,7 +141,7 @@ TEST_F(CudaOps, OpsRejectBadOperands) {
     gpu().attention(x, x, x, x, AttentionParams{3, 2, 2, 0.5f, 0});
   });
   expect_error(Status::kInternal, "qkv_split_rope: operand 'qkv'",
-               [&] { gpu().qkv_split_rope(x, x, x, x, 1, 1, 8, 0, 10000.f); });
+               [&] { gpu().qkv_split_rope(x, x, x, x, 1, 1, 8, 0, nullptr, 10000.f); });
   expect_error(Status::kInternal, "patch_embed: operand 'w'",
                [&] { gpu().patch_embed(y, gpu().alloc(kBF, {28, 28, 3}, "img"), w, vec, y); });
   expect_error(Status::kInternal, "euler_update: operand 'x'",
@@ -153,7 +159,7 @@ TEST_F(CudaOps, EveryOpCapturesIntoOneCudaGraph) {
   Twin& img = ts.nd_output("image", {28, 28, 3}, kBF);
   WeightTwin pw = ts.weight({16, 3, 14, 14}, "patch_embedding.weight", -0.1f, 0.1f);
   WeightTwin pb = ts.weight({16}, "patch_embedding.bias");
-  WeightTwin pos = ts.weight({4, 16}, "position_embedding");
+  WeightTwin pos = ts.weight({4, 16}, "position_embedding", -1.f, 1.f, WeightUse::kParam);
   Twin& patches = ts.output("patches", 4, 16, kBF);
   WeightTwin w = ts.weight({96, 64}, "w", -0.25f, 0.25f);
   Twin& x = ts.matrix("x", S, 64, kBF);
@@ -198,7 +204,7 @@ TEST_F(CudaOps, EveryOpCapturesIntoOneCudaGraph) {
     g.activation(act.gpu, h.gpu, Activation::kSilu);
     g.layer_norm(n.gpu, h.gpu, ln_w.gpu, ln_b.gpu, 1e-6f);
     g.add_rms_norm(n.gpu, nullptr, n2.gpu, scale.gpu, 1e-6f);
-    g.qkv_split_rope(q.gpu, k.gpu, v.gpu, n2.gpu, 4, 1, 16, 3, 10000.f);
+    g.qkv_split_rope(q.gpu, k.gpu, v.gpu, n2.gpu, 4, 1, 16, 3, nullptr, 10000.f);
     g.attention(att.gpu, q.gpu, k.gpu, v.gpu, AttentionParams{4, 1, 16, 0.25f, 1});
     g.geglu(gl.gpu, att.gpu);
     g.linear(resid.gpu, gl.gpu, w2.gpu, nullptr, Activation::kNone, true);

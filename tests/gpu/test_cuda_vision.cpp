@@ -65,7 +65,7 @@ TEST_F(CudaOps, PatchEmbed) {
     Twin& img = ts.nd("img", {c.H, c.W, 3}, c.img_t, ts.random(c.H * c.W * 3));
     WeightTwin w = ts.weight({c.width, 3, c.P, c.P}, "patch_embedding.weight", -0.1f, 0.1f);
     WeightTwin b = ts.weight({c.width}, "patch_embedding.bias");
-    WeightTwin pos = ts.weight({N, c.width}, "position_embedding");
+    WeightTwin pos = ts.weight({N, c.width}, "position_embedding", -1.f, 1.f, WeightUse::kParam);
     ASSERT_EQ(w.gpu.dtype, kF) << "the 4-D conv weight stays f32 on the device";
     ASSERT_EQ(pos.gpu.dtype, kF) << "the position embedding stays f32 on the device";
     Twin& out = ts.output("out", N, c.width, c.out_t, c.out_ld);

@@ -120,6 +120,13 @@ def test_no_command_and_unknown_command(flashrt_bin):
     (["demo", "--seed", "-1"], "--seed: expected a non-negative integer"),
     (["run", "--image", "a.png", "--prompt", "p"], "missing --checkpoint"),
     (["run", "--checkpoint", "x", "--prompt", "p"], "--image"),
+    (["demo", "--fp8", "--bf16"], "--fp8 and --bf16 exclude each other"),
+    (["calibrate", "--random", "2"], "missing --checkpoint"),
+    (["calibrate", "--checkpoint", "x"], "either --obs FILE.json"),
+    (["calibrate", "--checkpoint", "x", "--random", "2", "--obs", "a.json"], "either --obs"),
+    (["calibrate", "--checkpoint", "x", "--random", "2", "--percentile", "120"],
+     "--percentile must be one number in [0, 100]"),
+    (["calibrate", "--checkpoint", "x", "--random", "2", "--bf16"], "--bf16 has no FP8 scales"),
 ])
 def test_usage_errors_exit_2(flashrt_bin, args, fragment):
     r = cli(flashrt_bin, *args)
@@ -139,10 +146,16 @@ def test_bad_state_names_the_position(flashrt_bin, images, state, fragment):
     assert r.returncode == 2 and "--state: " + fragment in r.stderr, r.stderr
 
 
-@pytest.mark.parametrize("command,issue", [("calibrate", "#4")])
-def test_coming_commands(flashrt_bin, command, issue):
-    r = cli(flashrt_bin, command)
-    assert r.returncode == 1 and "not implemented yet (issue {})".format(issue) in r.stderr
+def test_calibrate_without_fp8_says_so(flashrt_bin, tiny, tmp_path, images):
+    r = cli(flashrt_bin, "calibrate", "--checkpoint", tiny, "--hardware", "cpu", "--random", "2")
+    assert r.returncode == 1 and "runs in fp32 here" in r.stderr and "nothing to calibrate" in r.stderr
+    bad = tmp_path / "obs.json"
+    bad.write_text('{"prompt": "go"}')
+    r = cli(flashrt_bin, "calibrate", "--checkpoint", tiny, "--hardware", "cpu", "--obs", bad)
+    assert r.returncode == 2 and "expected {\"images\"" in r.stderr, r.stderr
+    r = cli(flashrt_bin, "run", "--checkpoint", tiny, "--hardware", "cpu", "--fp8", "--image",
+            images["dir"] / "base.png", "--prompt", "go", "--state", STATE)
+    assert r.returncode == 1 and "use_fp8=True needs a CUDA GPU with FP8" in r.stderr, r.stderr
 
 
 def test_serve_needs_a_checkpoint(flashrt_bin):

@@ -3,7 +3,8 @@
 - GET /health (the documented fields, ready), GET /healthz, 404 / 405.
 - POST /predict: raw base64 uint8 images and PNG files of the same pixels give the same
   actions; they equal flash_rt's in-process predict with the same noise; a null slot is masked;
-  the server's default prompt is used when none is sent.
+  the server's default prompt is used when none is sent; long strings parsed on the fast path
+  give what the plain JSON path gives, and errors after them keep their position.
 - GET /metrics: Prometheus text whose request counters move by status and whose histograms
   are cumulative and end with +Inf == _count.
 - A queue of 1 overflows under concurrent requests: 503 with Retry-After, the rest 200.
@@ -91,6 +92,52 @@ def test_null_slot_is_masked_and_default_prompt_used(shared_server, inprocess_mo
     assert r.status_code == 200, r.text
     want = inprocess_model.predict([base, None], prompt=DEFAULT_PROMPT, state=state, noise=noise)
     np.testing.assert_allclose(np.array(r.json()["actions"]), want[:, :LIBERO_DIMS], **TOL)
+
+
+def test_long_strings_fast_path_matches_plain_json(shared_server):
+    # The server cuts long plain-ASCII string values out before nlohmann parses the rest
+    # (src/server/http_json.cpp); escapes, placeholders look-alikes and errors take the plain path.
+    import json
+
+    base, _, state, noise = _inputs(14)
+    img, prompt = b64(base.tobytes()), "p" * 3000
+    body = json.dumps({"images": [img], "image_shape": [224, 224, 3], "state": state.tolist(),
+                       "noise": noise.tolist(), "prompt": prompt})
+    fast = requests.post(shared_server.url + "/predict", data=body, timeout=60)
+    assert fast.status_code == 200, fast.text
+    # The same document with JSON escapes in both long strings ("\/" for '/', "\u0070" for 'p'),
+    # pretty-printed: nlohmann decodes these strings itself.
+    escaped = json.dumps(json.loads(body), indent=2).replace("/", "\\/").replace(
+        '"' + prompt, '"\\u0070' + prompt[1:])
+    plain = requests.post(shared_server.url + "/predict", data=escaped, timeout=60)
+    assert plain.status_code == 200, plain.text
+    np.testing.assert_allclose(plain.json()["actions"], fast.json()["actions"], **TOL)
+    # A string that looks like a placeholder ("\u0000" + index) is the client's: invalid base64.
+    r = requests.post(shared_server.url + "/predict", data=body.replace('"images": [',
+                      '"images": ["\\u00000", ', 1), timeout=60)
+    assert r.status_code == 400 and "images[0]: invalid base64 character 0x00" in r.json()["error"]
+    # A syntax error after the long strings is reported at its place in the body as sent.
+    broken = body[:-1] + ",}"
+    r = requests.post(shared_server.url + "/predict", data=broken, timeout=60)
+    assert r.status_code == 400 and "bad JSON" in r.json()["error"]
+    assert "column {}".format(len(broken)) in r.json()["error"], r.json()["error"]
+    # Long keys stay in the parsed skeleton, so the error names them.
+    r = requests.post(shared_server.url + "/predict", data=body[:-1] + ', "' + "k" * 2000 + '": 1}',
+                      timeout=60)
+    assert r.status_code == 400 and "unknown key 'kkkk" in r.json()["error"]
+    # An unterminated long string.
+    r = requests.post(shared_server.url + "/predict", data='{"images": ["' + img, timeout=60)
+    assert r.status_code == 400 and "bad JSON" in r.json()["error"]
+    # Deep nesting around a long string / in image_shape (its error message once dumped it
+    # recursively, which 3 million levels overflowed): answered, and the server lives on.
+    deep = 500_000
+    r = requests.post(shared_server.url + "/predict", timeout=60,
+                      data='{"images": [' + "[" * deep + '"' + img + '"' + "]" * deep + "]}")
+    assert r.status_code == 400 and "images[0] must be a base64 string" in r.json()["error"]
+    r = requests.post(shared_server.url + "/predict", timeout=60,
+                      data='{"images": ["' + img + '"], "image_shape": ' + "[" * deep + "]" * deep + "}")
+    assert r.status_code == 400 and "image_shape must be" in r.json()["error"]
+    assert requests.post(shared_server.url + "/predict", data=body, timeout=60).status_code == 200
 
 
 def _metric(text, name, **labels):

@@ -47,6 +47,17 @@ void CpuBackend::attention(Tensor out, Tensor q, Tensor k, Tensor v, const Atten
   const int64_t hidden = p.blind_rows > 0 ? Sq - p.blind_rows : 0;  // keys blind rows skip
   cpu::check_arg(Skv >= 1 && Skv - hidden >= 1, op,
                  "a query row would see no key (Skv < Sq - blind_rows + 1)");
+  // Device-resident key range: keys [gap_begin, gap_end) are masked.
+  int64_t gap_begin = 0, gap_end = 0;
+  if (p.key_valid.data) {
+    cpu::check_tensor(op, "key_valid", p.key_valid, DType::kI32);
+    cpu::check_arg(p.key_valid.numel() == 1, op, "key_valid must hold one i32");
+    gap_begin = *p.key_valid.as<const int32_t>();
+    gap_end = p.key_gap_end;
+    cpu::check_arg(0 <= gap_begin && gap_begin <= gap_end && gap_end <= Skv, op,
+                   "key_valid[0] and key_gap_end outside 0 <= valid <= gap_end <= Skv");
+    cpu::check_arg(gap_begin >= 1 || gap_end < Skv - hidden, op, "a query row would see no key");
+  }
   if (Sq == 0) return;
 
   const int group = p.num_q_heads / p.num_kv_heads;
@@ -62,6 +73,7 @@ void CpuBackend::attention(Tensor out, Tensor q, Tensor k, Tensor v, const Atten
       const int64_t n_keys = i < p.blind_rows ? Skv - hidden : Skv;
       double row_max = -std::numeric_limits<double>::infinity();
       for (int64_t j = 0; j < n_keys; ++j) {
+        if (j >= gap_begin && j < gap_end) continue;  // masked key: weight exactly 0
         scores[j] = dot(qi, k.as<const float>() + j * k.ld() + kv_off, D) * p.scale;
         row_max = std::max(row_max, scores[j]);
       }
@@ -69,6 +81,7 @@ void CpuBackend::attention(Tensor out, Tensor q, Tensor k, Tensor v, const Atten
       std::fill(acc, acc + D, 0.0);
       double denom = 0;
       for (int64_t j = 0; j < n_keys; ++j) {
+        if (j >= gap_begin && j < gap_end) continue;
         const double w = std::exp(scores[j] - row_max);
         denom += w;
         const float* vj = v.as<const float>() + j * v.ld() + kv_off;

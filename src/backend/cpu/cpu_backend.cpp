@@ -45,7 +45,7 @@ Tensor CpuBackend::alloc(DType dtype, std::initializer_list<int64_t> shape, cons
   return view;
 }
 
-Tensor CpuBackend::upload_weight(HostTensor&& w, const std::string& name) {
+Tensor CpuBackend::upload_weight(HostTensor&& w, const std::string& name, WeightUse) {
   if (w.dtype() == DType::kBF16 || w.dtype() == DType::kF16) {
     // Weights are expected in f32 already; widen the odd narrow one instead of refusing it.
     HostTensor wide(DType::kF32, w.shape());
@@ -89,7 +89,12 @@ bool cuda_available(std::string* why_not) {
   return false;
 }
 
-std::unique_ptr<Backend> make_cuda_backend(int device_index) {
+bool cuda_supports_fp8(int, std::string* why_not) {
+  if (why_not) *why_not = "built without CUDA (FLASHRT_CUDA=OFF)";
+  return false;
+}
+
+std::unique_ptr<Backend> make_cuda_backend(int device_index, Precision) {
   throw_error(Status::kNotSupported, "CUDA backend (device ", device_index,
               "): this build has no CUDA support (FLASHRT_CUDA=OFF); rebuild with nvcc available "
               "(cmake -DFLASHRT_CUDA=ON) or use hardware='cpu'");

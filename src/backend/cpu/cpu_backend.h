@@ -26,7 +26,7 @@ class CpuBackend final : public Backend {
 
   // ---- memory (cpu_backend.cpp) ----
   Tensor alloc(DType dtype, std::initializer_list<int64_t> shape, const char* what) override;
-  Tensor upload_weight(HostTensor&& w, const std::string& name) override;
+  Tensor upload_weight(HostTensor&& w, const std::string& name, WeightUse use) override;
   void copy_to_device(Tensor dst, const void* host_src, size_t bytes) override;
   void copy_to_host(void* host_dst, Tensor src, size_t bytes) override;
   void synchronize() override {}
@@ -50,7 +50,8 @@ class CpuBackend final : public Backend {
   void euler_update(Tensor x, Tensor v, float dt) override;
   // cpu_rope.cpp
   void qkv_split_rope(Tensor q, Tensor k, Tensor v, Tensor qkv, int num_q_heads, int num_kv_heads,
-                      int head_dim, int pos_offset, float theta) override;
+                      int head_dim, int pos_offset,
+                      const Tensor* pos_base, float theta) override;
   // cpu_attention.cpp
   void attention(Tensor out, Tensor q, Tensor k, Tensor v, const AttentionParams& p) override;
   // cpu_vision_ops.cpp

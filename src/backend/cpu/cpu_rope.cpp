@@ -26,13 +26,20 @@ void rotate_head(float* dst, const float* src, const float* cos_t, const float* 
 }  // namespace
 
 void CpuBackend::qkv_split_rope(Tensor q, Tensor k, Tensor v, Tensor qkv, int num_q_heads,
-                                int num_kv_heads, int head_dim, int pos_offset, float theta) {
+                                int num_kv_heads, int head_dim, int pos_offset,
+                                const Tensor* pos_base, float theta) {
   const char* op = "qkv_split_rope";
   cpu::check_arg(num_q_heads > 0 && num_kv_heads > 0 && head_dim > 0, op,
                  "head counts and head_dim must be positive");
   cpu::check_arg(head_dim <= kMaxHeadDim, op, "head_dim above 1024 is not supported");
   cpu::check_arg(theta == 0.f || head_dim % 2 == 0, op, "RoPE needs an even head_dim");
-  cpu::check_arg(pos_offset >= 0, op, "pos_offset must be >= 0");
+  int base = 0;
+  if (pos_base) {
+    cpu::check_tensor(op, "pos_base", *pos_base, DType::kI32);
+    cpu::check_arg(pos_base->numel() == 1, op, "pos_base must hold one i32");
+    base = *pos_base->as<const int32_t>();
+  }
+  cpu::check_arg(pos_offset >= 0 && base >= 0, op, "positions must be >= 0");
   cpu::check_tensor(op, "qkv", qkv, DType::kF32);
   const int64_t S = qkv.rows(), D = head_dim;
   const int64_t q_cols = num_q_heads * D, kv_cols = num_kv_heads * D;
@@ -62,7 +69,7 @@ void CpuBackend::qkv_split_rope(Tensor q, Tensor k, Tensor v, Tensor qkv, int nu
       continue;
     }
     float cos_t[kMaxHeadDim / 2], sin_t[kMaxHeadDim / 2];
-    const float pos = static_cast<float>(pos_offset + r);
+    const float pos = static_cast<float>(pos_offset + base + r);
     for (int i = 0; i < half; ++i) {
       const float angle = pos * inv_freq[i];  // fp32 product, as HF's freqs
       cos_t[i] = static_cast<float>(std::cos(static_cast<double>(angle)));

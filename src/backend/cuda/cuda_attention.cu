@@ -8,7 +8,11 @@
 // online softmax in fp32 (running max, rescaled partial sums) and the output accumulated in
 // registers, 8 values per lane per row (head_dim <= 256). head_dim is a run-time value.
 // The fast version (next step) uses mma/wgmma and shares K/V tiles across the MQA group.
-// Covered by tests/gpu/test_cuda_ops.cpp (CudaOps.Attention).
+// Device-resident key gap (AttentionParams::key_valid): keys [key_valid[0], key_gap_end) are
+// masked; the block reads the device value when it starts and skips key tiles entirely inside
+// the gap (masked keys of partly covered tiles load as zeros and get weight 0).
+// Covered by tests/gpu/test_cuda_ops.cpp (CudaOps.Attention) and
+// tests/gpu/test_cuda_device_lengths.cpp (key gap).
 #include <cmath>
 
 #include "backend/cuda/cuda_backend.h"
@@ -37,7 +41,8 @@ __host__ __device__ constexpr size_t smem_bytes(int D) {
 
 __global__ void __launch_bounds__(kWarps * 32)
     attention_kernel(Mat out, Mat q, Mat k, Mat v, int Sq, int Skv, int group, int D,
-                     float scale, int blind_rows, int hidden) {
+                     float scale, int blind_rows, int hidden, const int* key_valid,
+                     int gap_end) {
   extern __shared__ float smem[];
   const int ks_stride = k_stride(D);
   float* qs = smem;                               // [kBlockRows][D]
@@ -65,13 +70,17 @@ __global__ void __launch_bounds__(kWarps * 32)
     for (int i = 0; i < kPerLane; ++i) acc[r][i] = 0.f;
   }
   const float* qw = qs + warp * kRowsPerWarp * D;
+  const int gap_begin = key_valid ? min(max(*key_valid, 0), gap_end) : gap_end;
 
   for (int kt = 0; kt < Skv; kt += kTileKeys) {
+    // A tile entirely inside the gap: skipped (uniform over the block).
+    if (kt >= gap_begin && min(kt + kTileKeys, Skv) <= gap_end) continue;
     __syncthreads();  // q is loaded / the previous tile is consumed
     for (int i = tid; i < kTileKeys * D; i += blockDim.x) {
       const int j = i / D, d = i % D, key = kt + j;
-      ks[j * ks_stride + d] = key < Skv ? cuda::load(k, key, kv_col + d) : 0.f;
-      vs[j * D + d] = key < Skv ? cuda::load(v, key, kv_col + d) : 0.f;
+      const bool ok = key < Skv && !(key >= gap_begin && key < gap_end);
+      ks[j * ks_stride + d] = ok ? cuda::load(k, key, kv_col + d) : 0.f;
+      vs[j * D + d] = ok ? cuda::load(v, key, kv_col + d) : 0.f;
     }
     __syncthreads();
 
@@ -88,7 +97,8 @@ __global__ void __launch_bounds__(kWarps * 32)
     const int key = kt + lane;
 #pragma unroll
     for (int r = 0; r < kRowsPerWarp; ++r) {
-      const float sc = key < n_keys[r] ? s[r] * scale : -INFINITY;
+      const bool masked = key >= n_keys[r] || (key >= gap_begin && key < gap_end);
+      const float sc = masked ? -INFINITY : s[r] * scale;
       const float m_new = fmaxf(m[r], cuda::warp_max(sc));
       float p = 0.f, corr = 1.f;
       if (m_new != -INFINITY) {  // at least one visible key so far
@@ -174,6 +184,11 @@ void CudaBackend::attention(Tensor out, Tensor q, Tensor k, Tensor v, const Atte
   const int64_t hidden = p.blind_rows > 0 ? Sq - p.blind_rows : 0;
   cuda::check_arg(Skv >= 1 && Skv - hidden >= 1, op,
                   "a query row would see no key (Skv < Sq - blind_rows + 1)");
+  if (p.key_valid.data) {
+    cuda::check_vector(op, "key_valid", p.key_valid, 1, {DType::kI32});
+    cuda::check_arg(p.key_gap_end >= 0 && p.key_gap_end <= Skv, op,
+                    "key_gap_end outside [0, Skv]");
+  }
   if (Sq == 0) return;
   if (attention_flash(out, q, k, v, p)) return;  // tensor cores (cuda_flash_attention.cu)
 
@@ -182,7 +197,9 @@ void CudaBackend::attention(Tensor out, Tensor q, Tensor k, Tensor v, const Atte
   attention_kernel<<<grid, kWarps * 32, smem_bytes(p.head_dim), stream_>>>(
       cuda::mat_of(out), cuda::mat_of(q), cuda::mat_of(k), cuda::mat_of(v),
       static_cast<int>(Sq), static_cast<int>(Skv), p.num_q_heads / p.num_kv_heads, p.head_dim,
-      p.scale, p.blind_rows, static_cast<int>(hidden));
+      p.scale, p.blind_rows, static_cast<int>(hidden),
+      p.key_valid.data ? p.key_valid.as<const int32_t>() : nullptr,
+      p.key_valid.data ? p.key_gap_end : 0);
   FRT_CUDA_LAUNCH_CHECK(op);
 }
 

@@ -1,11 +1,12 @@
 // CUDA backend entry points and memory: device discovery (cuda_available, make_cuda_backend),
 // the op-table hook (cuda_op_implemented), construction of the stream / cuBLASLt handle / fixed
-// scratch, alloc, upload_weight (f32 host weights -> bf16 or f32 device buffers), copies and the
-// device error flag. Every allocation happens here, at load time; ops never allocate.
+// scratch, alloc, upload_weight (f32 host weights -> bf16, fp8 or f32 device buffers), copies and
+// the device error flag. Every allocation happens here, at load time; ops never allocate.
 // Covered by tests/gpu/test_cuda_ops.cpp (CudaBackendMemory.* and every op case).
 #include <cuda_bf16.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -15,6 +16,7 @@
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/cuda_common.cuh"
+#include "backend/cuda/cuda_fp8.h"
 #include "core/status.h"
 
 namespace frt {
@@ -114,8 +116,32 @@ bool cuda_available(std::string* why_not) {
   return ok;
 }
 
-std::unique_ptr<Backend> make_cuda_backend(int device_index) {
-  return std::make_unique<CudaBackend>(device_index);
+std::unique_ptr<Backend> make_cuda_backend(int device_index, Precision precision) {
+  if (precision == Precision::kFP8) {
+    std::string why;
+    if (!cuda_supports_fp8(device_index, &why))
+      throw_error(Status::kNotSupported, "FP8 (use_fp8=True): ", why,
+                  "; load with use_fp8=False (bf16) on this GPU");
+  }
+  return std::make_unique<CudaBackend>(device_index, precision);
+}
+
+bool cuda_supports_fp8(int device_index, std::string* why_not) {
+  cudaDeviceProp prop{};
+  if (cudaGetDeviceProperties(&prop, device_index) != cudaSuccess) {
+    cudaGetLastError();
+    if (why_not) *why_not = "no CUDA device " + std::to_string(device_index);
+    return false;
+  }
+  const int cc = prop.major * 10 + prop.minor;
+  if (cc < 89) {
+    if (why_not)
+      *why_not = std::string(prop.name) + " (sm_" + std::to_string(cc) +
+                 ") has no FP8 tensor cores (sm_89 or newer needed)";
+    return false;
+  }
+  if (why_not) *why_not = std::string(prop.name) + " supports FP8";
+  return true;
 }
 
 // The ops of src/backend/ops.def this backend implements (tests/cpp/test_op_table.cpp checks
@@ -131,7 +157,8 @@ bool cuda_op_implemented(const char* name) {
   return false;
 }
 
-CudaBackend::CudaBackend(int device_index) : device_(device_index) {
+CudaBackend::CudaBackend(int device_index, Precision precision)
+    : device_(device_index), precision_(precision) {
   const char* op = "make_cuda_backend";
   int count = 0;
   const cudaError_t err = cudaGetDeviceCount(&count);
@@ -156,6 +183,11 @@ CudaBackend::CudaBackend(int device_index) : device_(device_index) {
     error_flag_ = static_cast<int*>(device_malloc(4 * sizeof(int), "device error flag", false));
     FRT_CUDA_CHECK(op, cudaMemsetAsync(error_flag_, 0, 4 * sizeof(int), stream_));
     attn_max_head_dim_ = cuda_attention_setup(device_index);
+    if (precision_ == Precision::kFP8) {  // FP8 GEMM input buffer and calibrate-mode scalars
+      fp8_x_ = device_malloc(kFp8XBytes, "fp8 GEMM input", false);
+      fp8_dyn_ = static_cast<float*>(device_malloc(16 * sizeof(float), "fp8 dynamic scale", false));
+      FRT_CUDA_CHECK(op, cudaMemsetAsync(fp8_dyn_, 0, 16 * sizeof(float), stream_));
+    }
     FRT_CUDA_CHECK(op, cudaStreamSynchronize(stream_));
   } catch (...) {
     release();
@@ -230,7 +262,7 @@ Tensor CudaBackend::alloc(DType dtype, std::initializer_list<int64_t> shape, con
   return t;
 }
 
-Tensor CudaBackend::upload_weight(HostTensor&& w, const std::string& name) {
+Tensor CudaBackend::upload_weight(HostTensor&& w, const std::string& name, WeightUse use) {
   const char* op = "cuda upload_weight";
   if (w.data() == nullptr)
     throw_error(Status::kInternal, op, " '", name, "': empty host tensor");
@@ -246,30 +278,68 @@ Tensor CudaBackend::upload_weight(HostTensor&& w, const std::string& name) {
   if (shape.size() > static_cast<size_t>(kMaxDims))
     throw_error(Status::kInternal, op, " '", name, "': ", shape.size(), " dims; at most ",
                 kMaxDims);
-  const bool to_bf16 = shape.size() == 2 && shape[0] > 1 && shape[1] > 1 &&
-                       name.find("position_embedding") == std::string::npos;
-  Tensor t = make_view(nullptr, to_bf16 ? DType::kBF16 : DType::kF32, Device::kCuda, shape);
+  // Parameters stay f32 (they are small and feed fp32 arithmetic); GEMM weights and gathered
+  // tables become bf16 unless they are a single row or column (read as vectors); in FP8 mode
+  // kGemm matrices become E4M3 with a per-tensor scale (kGemmPrecise and tables stay bf16).
+  const bool matrix = shape.size() == 2 && shape[0] > 1 && shape[1] > 1;
+  const bool to_fp8 = precision_ == Precision::kFP8 && use == WeightUse::kGemm && matrix;
+  const bool to_bf16 = use != WeightUse::kParam && matrix && !to_fp8;
+  const DType dt = to_fp8 ? DType::kF8E4M3 : to_bf16 ? DType::kBF16 : DType::kF32;
+  Tensor t = make_view(nullptr, dt, Device::kCuda, shape);
   t.data = device_malloc(t.nbytes(), name.c_str(), true);
   const int64_t n = w.numel();
-  if (n > 0 && !to_bf16) {
+  float w_scale = 1.f;
+  if (to_fp8) {  // w_scale = amax / 448 over the f32 weight (1 for an all-zero weight)
+    const float* v = w.as<const float>();
+    float amax = 0.f;
+    for (int64_t i = 0; i < n; ++i) amax = std::max(amax, std::fabs(v[i]));
+    if (!std::isfinite(amax))
+      throw_error(Status::kInvalidArgument, op, " '", name, "': non-finite value in an FP8 weight");
+    if (amax > 0.f) w_scale = amax / kE4M3Max;
+  }
+  if (n > 0 && dt == DType::kF32) {
     FRT_CUDA_CHECK(op, cudaMemcpyAsync(t.data, w.data(), w.nbytes(), cudaMemcpyHostToDevice,
                                        stream_));
   } else if (n > 0) {
-    // f32 chunks through the scratch, rounded to bf16 (nearest-even) on the device.
+    // f32 chunks through the scratch, rounded to bf16 / fp8 (nearest-even) on the device.
     const int64_t chunk = static_cast<int64_t>(kScratchBytes / sizeof(float));
     float* stage = static_cast<float*>(scratch_);
     for (int64_t off = 0; off < n; off += chunk) {
       const int64_t m = std::min(chunk, n - off);
       FRT_CUDA_CHECK(op, cudaMemcpyAsync(stage, w.as<const float>() + off, m * sizeof(float),
                                          cudaMemcpyHostToDevice, stream_));
-      f32_to_bf16_kernel<<<cuda::grid_for(m), cuda::kThreads, 0, stream_>>>(
-          stage, static_cast<__nv_bfloat16*>(t.data) + off, m);
-      FRT_CUDA_LAUNCH_CHECK(op);
+      if (to_fp8) {
+        quantize_e4m3_flat(stream_, stage, static_cast<uint8_t*>(t.data) + off, m, w_scale);
+      } else {
+        f32_to_bf16_kernel<<<cuda::grid_for(m), cuda::kThreads, 0, stream_>>>(
+            stage, static_cast<__nv_bfloat16*>(t.data) + off, m);
+        FRT_CUDA_LAUNCH_CHECK(op);
+      }
     }
+  }
+  if (to_fp8) t.quant = new_quant_site(name, w_scale);
+  // A bf16 twin of every F32 vector parameter (biases): cuBLASLt's bias epilogue wants the
+  // output's type for bf16 GEMMs and bf16 for FP8 ones.
+  if (dt == DType::kF32 && use == WeightUse::kParam && shape.size() == 1 && n > 0) {
+    void* twin = device_malloc(static_cast<size_t>(n) * 2, (name + " (bf16 twin)").c_str(), true);
+    f32_to_bf16_kernel<<<cuda::grid_for(n), cuda::kThreads, 0, stream_>>>(
+        static_cast<const float*>(t.data), static_cast<__nv_bfloat16*>(twin), n);
+    FRT_CUDA_LAUNCH_CHECK(op);
+    bias_bf16_[reinterpret_cast<uintptr_t>(t.data)] = {t.nbytes(), twin};
   }
   // Load time: wait, so a failure is reported against this weight and `w` can be freed.
   FRT_CUDA_CHECK(op, cudaStreamSynchronize(stream_));
   return t;
+}
+
+const void* CudaBackend::bias_bf16_twin(const Tensor& bias) const {
+  const uintptr_t a = reinterpret_cast<uintptr_t>(bias.data);
+  auto it = bias_bf16_.upper_bound(a);
+  if (it == bias_bf16_.begin()) return nullptr;
+  --it;
+  const uintptr_t off = a - it->first;
+  if (off + bias.nbytes() > it->second.first || off % sizeof(float) != 0) return nullptr;
+  return static_cast<const char*>(it->second.second) + off / 2;
 }
 
 void CudaBackend::copy_to_device(Tensor dst, const void* host_src, size_t bytes) {

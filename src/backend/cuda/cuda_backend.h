@@ -1,4 +1,5 @@
-// The CUDA backend: bf16 activations, bf16 GEMM weights, fp32 arithmetic everywhere. One device,
+// The CUDA backend: bf16 activations, bf16 GEMM weights (FP8 E4M3 with per-tensor scales in
+// Precision::kFP8, see cuda_fp8.cu), fp32 arithmetic everywhere. One device,
 // one stream; every op is an asynchronous launch on that stream (no allocation, no
 // synchronization), so a whole predict can be captured into a CUDA graph. Memory comes from
 // alloc()/upload_weight() at load time plus fixed buffers made by the constructor (scratch for
@@ -13,6 +14,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <set>
 #include <string>
@@ -26,7 +28,7 @@ namespace frt {
 
 class CudaBackend final : public Backend {
  public:
-  explicit CudaBackend(int device_index);
+  CudaBackend(int device_index, Precision precision);
   ~CudaBackend() override;
   CudaBackend(const CudaBackend&) = delete;
   CudaBackend& operator=(const CudaBackend&) = delete;
@@ -37,10 +39,20 @@ class CudaBackend final : public Backend {
 
   // ---- memory (cuda_backend.cu) ----
   Tensor alloc(DType dtype, std::initializer_list<int64_t> shape, const char* what) override;
-  // 2-D matrices with both dims > 1 become BF16 (they feed GEMMs or gathers), except the
-  // position embedding; everything else (vectors, the 4-D conv weight, the 4-D adaRMS
-  // modulation) stays F32.
-  Tensor upload_weight(HostTensor&& w, const std::string& name) override;
+  // 2-D matrices with both dims > 1 of a GEMM / table use become BF16; in FP8 mode kGemm
+  // weights become F8E4M3 with a per-tensor scale and a QuantInfo (one FP8 site each, see
+  // cuda_fp8.cu); everything else (kParam, vectors) stays F32. 1-D kParam weights also get a bf16
+  // twin (the bias type cuBLASLt's epilogues take).
+  Tensor upload_weight(HostTensor&& w, const std::string& name, WeightUse use) override;
+  Precision precision() const override { return precision_; }
+  // FP8 calibration (cuda_fp8.cu).
+  int quant_sites() const override { return static_cast<int>(quant_.size()); }
+  void set_quant_mode(QuantMode mode) override { quant_mode_ = mode; }
+  QuantMode quant_mode() const { return quant_mode_; }
+  void reset_quant_amax() override;
+  std::vector<float> read_quant_amax() override;
+  void write_quant_scales(const std::vector<float>& x_scales) override;
+  std::vector<std::string> quant_site_names() const override { return quant_names_; }
   void copy_to_device(Tensor dst, const void* host_src, size_t bytes) override;
   void copy_to_host(void* host_dst, Tensor src, size_t bytes) override;
   void synchronize() override;
@@ -67,7 +79,8 @@ class CudaBackend final : public Backend {
   void euler_update(Tensor x, Tensor v, float dt) override;
   // cuda_rope.cu
   void qkv_split_rope(Tensor q, Tensor k, Tensor v, Tensor qkv, int num_q_heads,
-                      int num_kv_heads, int head_dim, int pos_offset, float theta) override;
+                      int num_kv_heads, int head_dim, int pos_offset,
+                      const Tensor* pos_base, float theta) override;
   // cuda_attention.cu
   void attention(Tensor out, Tensor q, Tensor k, Tensor v, const AttentionParams& p) override;
   // cuda_vision.cu
@@ -86,10 +99,28 @@ class CudaBackend final : public Backend {
   // overlap the previous kernel's tail). On by default; benchmarks compare both.
   void set_skinny_gemm_pdl(bool on) { skinny_gemm_pdl_ = on; }
   bool skinny_gemm_pdl() const { return skinny_gemm_pdl_; }
+  // Whether linear() may fuse bias / GELU into cuBLASLt epilogues (on by default); off: the GEMM
+  // writes fp32 scratch and linear_epilogue_kernel finishes (benchmarks compare both).
+  void set_lt_epilogue_enabled(bool on) { lt_epilogue_enabled_ = on; }
+  bool lt_epilogue_enabled() const { return lt_epilogue_enabled_; }
+  // Which path linear() calls took (counted on the host at enqueue; tests and benchmarks read it).
+  struct LinearStats {
+    int64_t skinny = 0;        // weight-streaming kernel (bf16 or fp8 weights)
+    int64_t lt = 0;            // one cuBLASLt GEMM, bias/activation fused in its epilogue if any
+    int64_t lt_scratch = 0;    // cuBLASLt into fp32 scratch + linear_epilogue_kernel
+    int64_t fallback = 0;      // plain CUDA-core kernel
+    int64_t fp8_lt = 0;        // of `lt` + `lt_scratch`: FP8 x FP8 GEMMs (x quantized first)
+  };
+  const LinearStats& linear_stats() const { return linear_stats_; }
+  void reset_linear_stats() { linear_stats_ = LinearStats{}; }
 
-  // One GEMM through cuBLASLt (cuda_gemm.cu): y[M,N] (=|+=) x[M,K] . w[N,K]^T, all row-major
-  // with row strides; x and w both BF16 or both F32, y F32 or BF16, fp32 compute. Returns false
-  // (launching nothing) when cuBLASLt offers no algorithm; the caller then uses gemm_fallback.
+  // One GEMM through cuBLASLt (cuda_gemm.cu): y[M,N] (=|+=) act(x[M,K] . w[N,K]^T + bias), all
+  // row-major with row strides; x and w both BF16, both F32 or both F8E4M3 (then a_scale /
+  // b_scale: device pointers to the per-tensor scales of w / x, read at run time), y F32 or BF16,
+  // fp32 compute. bias (device vector of bias_t) and act (kNone / kGeluTanh) use cuBLASLt
+  // epilogues; accumulate is beta = 1 (so act must be kNone when accumulating: cuBLASLt applies
+  // it after the C term). Returns false (launching nothing) when cuBLASLt offers no algorithm;
+  // the caller then uses the scratch epilogue or gemm_fallback.
   struct Gemm {
     int64_t M = 0, N = 0, K = 0;
     const void* x = nullptr;
@@ -102,11 +133,19 @@ class CudaBackend final : public Backend {
     int64_t ldy = 0;
     DType yt = DType::kBF16;
     bool accumulate = false;
+    const void* bias = nullptr;  // epilogue bias [N] or null
+    DType bias_t = DType::kF32;
+    Activation act = Activation::kNone;
+    const float* a_scale = nullptr;  // FP8: w's scale (device)
+    const float* b_scale = nullptr;  // FP8: x's scale (device)
   };
   bool gemm_lt(const char* op, const Gemm& g);
-  // A plain CUDA-core kernel for any dtypes (F32/BF16) with the full linear epilogue; bias may be
-  // null. Correct for every shape and alignment (cuda_gemm.cu).
+  // A plain CUDA-core kernel for any dtypes (F32/BF16 y; F32/BF16/F8E4M3 x and w, FP8 ones times
+  // *g.b_scale / *g.a_scale) with the full linear epilogue; bias may be null. Correct for every shape and
+  // alignment (cuda_gemm.cu).
   void gemm_fallback(const char* op, const Gemm& g, const Tensor* bias, Activation act);
+  // The bf16 twin of an uploaded F32 vector (or a view inside one), null if there is none.
+  const void* bias_bf16_twin(const Tensor& bias) const;
 
  private:
   // Fixed load-time scratch (constructor): GEMM epilogue staging and patch_embed's im2col.
@@ -114,6 +153,16 @@ class CudaBackend final : public Backend {
   static constexpr size_t kLtWorkspaceBytes = size_t{32} << 20;
 
   void* scratch(size_t bytes, const char* op) const;
+  // linear() with F8E4M3 weights and more rows than the skinny kernel takes (cuda_fp8.cu):
+  // quantize x (static or dynamic scale), FP8 cuBLASLt GEMM with epilogue.
+  void linear_fp8(Tensor y, Tensor x, Tensor w, const Tensor* bias, Activation act,
+                  bool accumulate);
+  // A GEMM with the full linear epilogue through cuBLASLt: fused epilogue where cuBLASLt takes
+  // it, else fp32 scratch + linear_epilogue_kernel in row chunks, else gemm_fallback
+  // (cuda_linear.cu). `g` holds operands and scales; bias / act / accumulate come separately.
+  void gemm_with_epilogue(const char* op, const Gemm& g, const Tensor* bias, Activation act);
+  // Makes the QuantInfo of an FP8 weight (device floats, load time; cuda_fp8.cu).
+  const QuantInfo* new_quant_site(const std::string& name, float w_scale);
   // The tensor-core flash-attention path (cuda_flash_attention.cu): launches and returns true
   // when it takes the call (see flash_attention_would_handle), else returns false untouched.
   bool attention_flash(Tensor out, Tensor q, Tensor k, Tensor v, const AttentionParams& p);
@@ -127,10 +176,12 @@ class CudaBackend final : public Backend {
   struct GemmKey {
     int64_t M, N, K, ldx, ldw, ldy;
     int xt, wt, yt, beta, align_x, align_w, align_y;
+    int epilogue, bias_t, align_bias;  // cublasLtEpilogue_t, bias dtype (-1: none), alignment
     bool operator<(const GemmKey& o) const {
-      return std::tie(M, N, K, ldx, ldw, ldy, xt, wt, yt, beta, align_x, align_w, align_y) <
+      return std::tie(M, N, K, ldx, ldw, ldy, xt, wt, yt, beta, align_x, align_w, align_y,
+                      epilogue, bias_t, align_bias) <
              std::tie(o.M, o.N, o.K, o.ldx, o.ldw, o.ldy, o.xt, o.wt, o.yt, o.beta, o.align_x,
-                      o.align_w, o.align_y);
+                      o.align_w, o.align_y, o.epilogue, o.bias_t, o.align_bias);
     }
   };
   struct GemmPlan {
@@ -143,6 +194,7 @@ class CudaBackend final : public Backend {
   const GemmPlan& gemm_plan(const char* op, const GemmKey& key);
 
   int device_ = 0;
+  Precision precision_ = Precision::kBF16;
   cudaStream_t stream_ = nullptr;
   std::map<std::string, cudaGraphExec_t> graphs_;
   std::set<std::string> eager_keys_;  // shapes whose capture failed: run eagerly
@@ -158,6 +210,24 @@ class CudaBackend final : public Backend {
   int attn_max_head_dim_ = 0;  // from cuda_attention_setup
   bool skinny_gemm_enabled_ = true;
   bool skinny_gemm_pdl_ = true;
+  bool lt_epilogue_enabled_ = true;
+  LinearStats linear_stats_;
+  // bf16 twins of uploaded F32 vectors: start address -> (bytes, twin) (load time).
+  std::map<uintptr_t, std::pair<size_t, void*>> bias_bf16_;
+  // FP8 (cuda_fp8.cu). quant_: one QuantInfo per quantized weight (stable addresses: Tensor::quant
+  // points here); their floats live in blocks of kQuantBlock sites x kQuantStride floats
+  // (w_scale at 0, x_scale at kXScale, x_amax at kXAmax: each 16-byte aligned, as cuBLASLt's FP8
+  // kernels want their scale pointers), so calibration reads / writes a block with one strided
+  // copy.
+  static constexpr int kQuantBlock = 512;
+  static constexpr int kQuantStride = 16, kXScale = 4, kXAmax = 8;
+  static constexpr size_t kFp8XBytes = size_t{32} << 20;  // quantized-x buffer (row chunks)
+  std::deque<QuantInfo> quant_;
+  std::vector<std::string> quant_names_;
+  std::vector<float*> quant_blocks_;
+  QuantMode quant_mode_ = QuantMode::kStatic;
+  void* fp8_x_ = nullptr;        // [kFp8XBytes] quantized GEMM input (FP8 mode only)
+  float* fp8_dyn_ = nullptr;  // [16]: calibrate mode's amax [0] and scale [kXScale] of a GEMM
 };
 
 // Device-error codes written to error_flag_[0] by kernels.

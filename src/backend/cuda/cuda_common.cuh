@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cuda_bf16.h>
+#include <cuda_fp8.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -16,7 +17,8 @@
 
 namespace frt::cuda {
 
-enum ElemType : int { kElemF32 = 0, kElemBF16 = 1 };
+// kElemF8: OCP E4M3, read-only (FP8 weights in the fallback GEMM; unscaled).
+enum ElemType : int { kElemF32 = 0, kElemBF16 = 1, kElemF8 = 2 };
 
 // A matrix (or vector: row 0) operand as kernels see it. p == nullptr: absent (optional operand).
 struct Mat {
@@ -44,6 +46,11 @@ inline Mat mat_of(const Tensor* t) { return t ? mat_of(*t) : Mat{}; }
 __device__ __forceinline__ float load(const Mat& m, int64_t r, int64_t c) {
   const int64_t i = r * m.ld + c;
   if (m.type == kElemBF16) return __bfloat162float(static_cast<const __nv_bfloat16*>(m.p)[i]);
+  if (m.type == kElemF8) {
+    __nv_fp8_e4m3 v;
+    v.__x = static_cast<const __nv_fp8_storage_t*>(m.p)[i];
+    return static_cast<float>(v);
+  }
   return static_cast<const float*>(m.p)[i];
 }
 
@@ -109,6 +116,64 @@ constexpr int kThreads = 256;  // block size of the elementwise and row kernels
 inline unsigned grid_for(int64_t n, int threads = kThreads) {
   const int64_t blocks = (n + threads - 1) / threads;
   return static_cast<unsigned>(blocks < 65536 ? blocks : 65536);
+}
+
+}  // namespace frt::cuda
+
+// ---- 16-byte vector access (the fast row / elementwise kernels) ----
+namespace frt::cuda {
+
+// 8 consecutive elements of m at (r, c) into / from fp32 registers: one 16-byte load for BF16,
+// two for F32. The caller guarantees c % 8 == 0, ld % 8 == 0 and a 16-byte aligned base
+// (vec8_ok on the host); F8 operands never take these paths.
+__device__ __forceinline__ void load8(const Mat& m, int64_t r, int64_t c, float (&v)[8]) {
+  const int64_t i = r * m.ld + c;
+  if (m.type == kElemBF16) {
+    const uint4 u = *reinterpret_cast<const uint4*>(static_cast<const __nv_bfloat16*>(m.p) + i);
+    const uint32_t w[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      v[2 * j] = __uint_as_float(w[j] << 16);
+      v[2 * j + 1] = __uint_as_float(w[j] & 0xffff0000u);
+    }
+  } else {
+    const float4* p = reinterpret_cast<const float4*>(static_cast<const float*>(m.p) + i);
+    const float4 a = p[0], b = p[1];
+    v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
+  }
+}
+
+__device__ __forceinline__ void store8(const Mat& m, int64_t r, int64_t c, const float (&v)[8]) {
+  const int64_t i = r * m.ld + c;
+  if (m.type == kElemBF16) {
+    uint32_t w[4];
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const __nv_bfloat162 h = __floats2bfloat162_rn(v[2 * j], v[2 * j + 1]);
+      w[j] = *reinterpret_cast<const uint32_t*>(&h);
+    }
+    *reinterpret_cast<uint4*>(static_cast<__nv_bfloat16*>(m.p) + i) =
+        make_uint4(w[0], w[1], w[2], w[3]);
+  } else {
+    float4* p = reinterpret_cast<float4*>(static_cast<float*>(m.p) + i);
+    p[0] = make_float4(v[0], v[1], v[2], v[3]);
+    p[1] = make_float4(v[4], v[5], v[6], v[7]);
+  }
+}
+
+// Host: whether load8/store8 may read `t` (absent operands pass): F32/BF16, 16-byte aligned
+// data, a row stride that keeps every row 16-byte aligned.
+inline bool vec8_ok(const Tensor* t) {
+  if (!t || !t->data) return true;
+  if (t->dtype != DType::kBF16 && t->dtype != DType::kF32) return false;
+  return reinterpret_cast<uintptr_t>(t->data) % 16 == 0 && t->ld() % 8 == 0;
+}
+inline bool vec8_ok(const Tensor& t) { return vec8_ok(&t); }
+// A per-channel vector read as row 0 (its row stride does not matter).
+inline bool vec8_ok_vector(const Tensor* t) {
+  if (!t || !t->data) return true;
+  return (t->dtype == DType::kBF16 || t->dtype == DType::kF32) &&
+         reinterpret_cast<uintptr_t>(t->data) % 16 == 0;
 }
 
 }  // namespace frt::cuda

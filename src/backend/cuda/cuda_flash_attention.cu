@@ -8,6 +8,8 @@
 // each CTA writes fp32 partials (unnormalized O, running max, sum) to the backend scratch and
 // flash_combine_kernel merges them, launched as a programmatic dependent (sm_90+) so its launch
 // overlaps the split kernel's tail. No allocation, no synchronization: graph-capturable.
+// Device-resident key gap (AttentionParams::key_valid): the launch depends only on Skv and
+// key_gap_end; each CTA reads the valid length and skips the key tiles inside the gap.
 // Covered by tests/gpu/test_cuda_flash_attention.cpp; timed by bench/bench_attention_cuda.cpp.
 #include <cuda_bf16.h>
 
@@ -101,7 +103,8 @@ struct Plan {
 // the kernels are issue/latency bound), each taking tiles-per-split x tile_us; a split adds the
 // combine (fixed ~3 us with its launch, ~0.08 us per split, partials at ~5 MB/us) and must fit
 // in one wave of resident CTAs (a second wave measured far worse than the model). Tiles per
-// split are equal, so no split is empty.
+// split are equal, so no split is empty. The plan sees only Skv (a device-resident key gap is
+// not known here); the kernels deal the visible tiles out to the planned splits.
 Plan plan_splits(int64_t m_tiles_all, int skv, int block_n, double tile_us, int d, int sms,
                  int64_t resident, int64_t rows_all, size_t scratch_cap, int forced) {
   const int kt = (skv + block_n - 1) / block_n;
@@ -251,7 +254,10 @@ bool CudaBackend::attention_flash(Tensor out, Tensor q, Tensor k, Tensor v,
                                 tile_us, a.d, info.sms, resident, rows_all, kScratchBytes,
                                 g_force_splits.load(std::memory_order_relaxed));
   a.splits = plan.splits;
-  a.keys_per_split = plan.keys_per_split;
+  if (p.key_valid.data) {  // checked by attention's entry: i32 [1] on the device
+    a.key_valid = static_cast<const int*>(p.key_valid.data);
+    a.gap_end = p.key_gap_end;
+  }
   if (a.splits > 1) {
     char* s = static_cast<char*>(scratch(split_scratch_bytes(rows_all, a.splits, a.d), op));
     a.part_o = reinterpret_cast<float*>(s);

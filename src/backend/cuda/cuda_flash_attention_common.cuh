@@ -50,35 +50,74 @@ struct FlashArgs {
   FastDiv group;               // q heads per kv head; M row m = row * group + head_in_group
   int blind_rows, blind_keys;  // rows < blind_rows see keys [0, blind_keys)
   float scale_log2;            // scale * log2(e)
-  int keys_per_split, splits;  // keys_per_split: a multiple of the tile
+  int splits;                  // key splits: CTAs along grid z share the visible key tiles
+  // Device-resident key gap (AttentionParams::key_valid): keys [*key_valid, gap_end) are masked.
+  // key_valid == nullptr: no gap. Read by every CTA when it starts (never by the host).
+  const int* key_valid;
+  int gap_end;
   float* part_o;               // [kv head][split][m][d]  (splits > 1)
   float* part_ml;              // [kv head][split][m][2]: running max (log2 units), sum
 };
 
-// Key limit of M row m: the split's end, and Skv - hidden for blind rows.
-__device__ __forceinline__ int row_key_limit(const FlashArgs& a, int m, int key_end) {
-  if (m < a.m_total && a.group.div(m) < a.blind_rows) return min(key_end, a.blind_keys);
-  return key_end;
+// Key limit of M row m: Skv, and Skv - hidden for blind rows.
+__device__ __forceinline__ int row_key_limit(const FlashArgs& a, int m) {
+  if (m < a.m_total && a.group.div(m) < a.blind_rows) return a.blind_keys;
+  return a.skv;
+}
+
+// The key tiles a CTA runs. The visible tiles are every tile of [0, Skv) but those entirely
+// inside the gap [gap_begin, gap_end), listed in order: tile(i) = i for i < skip_at, else
+// i + skip. They are dealt out in equal contiguous shares to the splits (split s gets list
+// entries [first, last)), so the work follows the valid length read on the device while the
+// launch depends only on Skv and gap_end. A split may get no tile (everything it would have
+// held is in the gap): it writes a neutral partial (max -inf, sum 0) that the combine skips.
+struct TileSpan {
+  int gap_begin, gap_end;  // masked keys (gap_begin == gap_end: none)
+  int skip_at, skip;       // tile(i) = i < skip_at ? i : i + skip
+  int first, last;         // this split's list entries
+  __device__ __forceinline__ int tile(int i) const { return i < skip_at ? i : i + skip; }
+};
+template <int kBlockN>
+__device__ __forceinline__ TileSpan tile_span(const FlashArgs& a, int split) {
+  TileSpan t;
+  t.gap_end = a.gap_end;
+  t.gap_begin = a.key_valid ? min(max(__ldg(a.key_valid), 0), a.gap_end) : a.gap_end;
+  const int n_tiles = (a.skv + kBlockN - 1) / kBlockN;
+  t.skip_at = (t.gap_begin + kBlockN - 1) / kBlockN;  // first tile starting inside the gap
+  const int end_tile = t.gap_end >= a.skv ? n_tiles : t.gap_end / kBlockN;  // ... past its end
+  t.skip = max(0, end_tile - t.skip_at);
+  const int visible = n_tiles - t.skip;
+  t.first = static_cast<int>(static_cast<int64_t>(split) * visible / a.splits);
+  t.last = static_cast<int>(static_cast<int64_t>(split + 1) * visible / a.splits);
+  return t;
+}
+
+// Whether key `key` of a partly masked tile is in the gap.
+__device__ __forceinline__ bool in_gap(const TileSpan& t, int key) {
+  return key >= t.gap_begin && key < t.gap_end;
 }
 
 // One key tile's online-softmax step for a warp: s holds S for rows g / g + 8 (c0,c1 / c2,c3)
-// and keys key0 + 8 j + 2 t4 + {0, 1}. Scales, masks keys >= lim[r], moves the running max when
-// needed (rescaling l and the kOT O tiles), and leaves P = 2^(s - m) in s.
+// and keys key0 + 8 j + 2 t4 + {0, 1}. Scales, masks keys >= lim[r] and keys in the gap, moves
+// the running max when needed (rescaling l and the kOT O tiles), and leaves P = 2^(s - m) in s.
 template <int kNT, int kOT>
 __device__ __forceinline__ void softmax_step(float (&s)[kNT][4], float (&o)[kOT][4],
                                              float (&m_run)[2], float (&l_run)[2],
                                              const int (&lim)[2], int lim_min, int key0, int t4,
-                                             float scale_log2) {
+                                             float scale_log2, const TileSpan& span) {
 #pragma unroll
   for (int j = 0; j < kNT; ++j)
 #pragma unroll
     for (int e = 0; e < 4; ++e) s[j][e] *= scale_log2;
-  if (key0 + 8 * kNT > lim_min) {
+  const bool gap = key0 < span.gap_end && key0 + 8 * kNT > span.gap_begin;  // warp-uniform
+  if (key0 + 8 * kNT > lim_min || gap) {
 #pragma unroll
     for (int j = 0; j < kNT; ++j)
 #pragma unroll
-      for (int e = 0; e < 4; ++e)
-        if (key0 + 8 * j + 2 * t4 + (e & 1) >= lim[e >> 1]) s[j][e] = -INFINITY;
+      for (int e = 0; e < 4; ++e) {
+        const int key = key0 + 8 * j + 2 * t4 + (e & 1);
+        if (key >= lim[e >> 1] || in_gap(span, key)) s[j][e] = -INFINITY;
+      }
   }
   float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll

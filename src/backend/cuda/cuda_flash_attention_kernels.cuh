@@ -14,6 +14,8 @@
 //    then hold bit-identical S and run the same softmax), and each accumulates P V for its
 //    columns. 112 KB of shared memory, 32-key tiles; rows are 512 bytes with 16-byte chunks
 //    XOR-swizzled by (row & 7).
+// Key tiles: the visible tiles of tile_span (tiles entirely inside the device-resident key gap
+// are never loaded), dealt out to the key splits in equal shares.
 // Epilogue: splits == 1 writes O / l as bf16 through shared memory (16-byte stores); else the
 // fp32 partials for flash_combine_kernel. Covered by tests/gpu/test_cuda_flash_attention.cpp.
 #pragma once
@@ -43,9 +45,7 @@ __global__ void __launch_bounds__(Narrow::kThreads, 2) flash_narrow_kernel(const
   const uint32_t sq = smem_addr(smem_raw), sk = sq + C::kQBytes, sv = sk + 2 * C::kTileBytes;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t4 = lane & 3;
   const int m0 = blockIdx.x * kBlockM, kvh = blockIdx.y, split = blockIdx.z;
-  const int key_begin = split * a.keys_per_split;
-  const int key_end = min(a.skv, key_begin + a.keys_per_split);
-  const int n_tiles = (key_end - key_begin + C::kBlockN - 1) / C::kBlockN;
+  const TileSpan span = tile_span<C::kBlockN>(a, split);  // reads the device key gap
   const int64_t kv_col = static_cast<int64_t>(kvh) * a.d;
 
   // Copy layout: thread (c_ld, r_ld) copies chunk c_ld of rows r_ld + kLoadRows * i. Lanes past
@@ -67,27 +67,28 @@ __global__ void __launch_bounds__(Narrow::kThreads, 2) flash_narrow_kernel(const
       cp_async_16(sq + dst0 + it * kPassBytes, src, ok);
     }
   }
-  // This thread's first K/V source chunk of the current tile; advanced one tile at a time.
-  const bf16* kp = a.k + (key_begin + r_ld) * a.ldk + kv_col + c_ld * 8;
-  const bf16* vp = a.v + (key_begin + r_ld) * a.ldv + kv_col + c_ld * 8;
-  auto load_tile = [&](const bf16* p, int64_t ld, const bf16* base, uint32_t dst_tile,
-                       int rows_left) {  // rows_left: keys of the tile from row r_ld on
+  // K/V tile `tile` into a stage. Keys past Skv or in the gap are zero-filled: a masked
+  // padding row contributes exactly nothing (0 * garbage could be NaN).
+  const bf16* const kb = a.k + kv_col + c_ld * 8;
+  const bf16* const vb = a.v + kv_col + c_ld * 8;
+  auto load_kv = [&](int tile, uint32_t stage) {
     if (!c_lane) return;
 #pragma unroll
     for (int it = 0; it < C::kBlockN / C::kLoadRows; ++it) {
-      const bool ok = c_ok && it * C::kLoadRows < rows_left;
-      cp_async_16(dst_tile + dst0 + it * kPassBytes, ok ? p + it * C::kLoadRows * ld : base, ok);
+      const int key = tile * C::kBlockN + r_ld + it * C::kLoadRows;
+      const bool ok = c_ok && key < a.skv && !in_gap(span, key);
+      cp_async_16(sk + stage + dst0 + it * kPassBytes, ok ? kb + key * a.ldk : a.k, ok);
+      cp_async_16(sv + stage + dst0 + it * kPassBytes, ok ? vb + key * a.ldv : a.v, ok);
     }
   };
-  load_tile(kp, a.ldk, a.k, sk, key_end - key_begin - r_ld);
-  load_tile(vp, a.ldv, a.v, sv, key_end - key_begin - r_ld);
-  cp_async_commit();  // group: Q + tile 0
+  if (span.first < span.last) load_kv(span.tile(span.first), 0);
+  cp_async_commit();  // group: Q + the first tile
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.launch_dependents;" ::: "memory");  // the combine may get ready
 #endif
 
-  const int lim[2] = {row_key_limit(a, m0 + warp * 16 + g, key_end),
-                      row_key_limit(a, m0 + warp * 16 + g + 8, key_end)};
+  const int lim[2] = {row_key_limit(a, m0 + warp * 16 + g),
+                      row_key_limit(a, m0 + warp * 16 + g + 8)};
   const int lim_min = min(lim[0], lim[1]);
   const bool warp_active = m0 + warp * 16 < a.m_total;  // warp-uniform
   // ldmatrix lane addresses. A (Q): rows l%8 + 8((l/8)%2), cols 8(l/16). B = K^T: keys
@@ -106,17 +107,13 @@ __global__ void __launch_bounds__(Narrow::kThreads, 2) flash_narrow_kernel(const
   for (int i = 0; i < C::kDTiles; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
   float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.f, 0.f};
 
-  for (int t = 0; t < n_tiles; ++t) {
+  for (int i = span.first; i < span.last; ++i) {
+    const int t = i - span.first;  // stage parity
     const uint32_t stage = (t & 1) * C::kTileBytes;
     cp_async_wait<0>();  // (Q and) tile t landed
     __syncthreads();     // ... for every thread; every warp is done with tile t-1's stage
-    if (t + 1 < n_tiles) {
-      const uint32_t next = ((t + 1) & 1) * C::kTileBytes;
-      const int rows_left = key_end - (key_begin + (t + 1) * C::kBlockN) - r_ld;
-      kp += C::kBlockN * a.ldk;
-      vp += C::kBlockN * a.ldv;
-      load_tile(kp, a.ldk, a.k, sk + next, rows_left);
-      load_tile(vp, a.ldv, a.v, sv + next, rows_left);
+    if (i + 1 < span.last) {
+      load_kv(span.tile(i + 1), ((t + 1) & 1) * C::kTileBytes);
       cp_async_commit();
     }
     if (warp_active) {
@@ -137,8 +134,8 @@ __global__ void __launch_bounds__(Narrow::kThreads, 2) flash_narrow_kernel(const
           mma_bf16_16816(s[2 * p + 1], qf[ks], b[2], b[3]);
         }
       }
-      softmax_step(s, o, m_run, l_run, lim, lim_min, key_begin + t * C::kBlockN, t4,
-                   a.scale_log2);
+      softmax_step(s, o, m_run, l_run, lim, lim_min, span.tile(i) * C::kBlockN, t4,
+                   a.scale_log2, span);
 #pragma unroll
       for (int kk = 0; kk < C::kBlockN / 16; ++kk) {
         const uint32_t pf[4] = {pack_bf16x2(s[2 * kk][0], s[2 * kk][1]),
@@ -227,9 +224,7 @@ __global__ void __launch_bounds__(Wide::kThreads, Wide::kMinBlocks)
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t4 = lane & 3;
   const int wm = warp >> 1, h = warp & 1;  // row group, column half
   const int m0 = blockIdx.x * kBlockM, kvh = blockIdx.y, split = blockIdx.z;
-  const int key_begin = split * a.keys_per_split;
-  const int key_end = min(a.skv, key_begin + a.keys_per_split);
-  const int n_tiles = (key_end - key_begin + C::kBlockN - 1) / C::kBlockN;
+  const TileSpan span = tile_span<C::kBlockN>(a, split);  // reads the device key gap
   const int64_t kv_col = static_cast<int64_t>(kvh) * a.d;
 
   // Copy layout: thread (c_ld, r_ld) copies chunk c_ld of rows r_ld + 8 i (r & 7 fixed, so the
@@ -249,26 +244,26 @@ __global__ void __launch_bounds__(Wide::kThreads, Wide::kMinBlocks)
     }
     cp_async_16(sq + dst0 + it * kPassBytes, src, ok);
   }
-  // This thread's first K/V source chunk of the current tile; advanced one tile at a time.
-  const bf16* kp = a.k + (key_begin + r_ld) * a.ldk + kv_col + c_ld * 8;
-  const bf16* vp = a.v + (key_begin + r_ld) * a.ldv + kv_col + c_ld * 8;
-  auto load_tile = [&](const bf16* p, int64_t ld, const bf16* base, uint32_t dst_tile,
-                       int rows_left) {  // rows_left: keys of the tile from row r_ld on
+  // K/V tile `tile` into a stage; keys past Skv or in the gap are zero-filled (as narrow).
+  const bf16* const kb = a.k + kv_col + c_ld * 8;
+  const bf16* const vb = a.v + kv_col + c_ld * 8;
+  auto load_kv = [&](int tile, uint32_t stage) {
 #pragma unroll
     for (int it = 0; it < C::kBlockN / 8; ++it) {
-      const bool ok = c_ok && it * 8 < rows_left;
-      cp_async_16(dst_tile + dst0 + it * kPassBytes, ok ? p + it * 8 * ld : base, ok);
+      const int key = tile * C::kBlockN + r_ld + it * 8;
+      const bool ok = c_ok && key < a.skv && !in_gap(span, key);
+      cp_async_16(sk + stage + dst0 + it * kPassBytes, ok ? kb + key * a.ldk : a.k, ok);
+      cp_async_16(sv + stage + dst0 + it * kPassBytes, ok ? vb + key * a.ldv : a.v, ok);
     }
   };
-  load_tile(kp, a.ldk, a.k, sk, key_end - key_begin - r_ld);
-  load_tile(vp, a.ldv, a.v, sv, key_end - key_begin - r_ld);
-  cp_async_commit();  // group: Q + tile 0
+  if (span.first < span.last) load_kv(span.tile(span.first), 0);
+  cp_async_commit();  // group: Q + the first tile
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.launch_dependents;" ::: "memory");  // the combine may get ready
 #endif
 
-  const int lim[2] = {row_key_limit(a, m0 + wm * 16 + g, key_end),
-                      row_key_limit(a, m0 + wm * 16 + g + 8, key_end)};
+  const int lim[2] = {row_key_limit(a, m0 + wm * 16 + g),
+                      row_key_limit(a, m0 + wm * 16 + g + 8)};
   const int lim_min = min(lim[0], lim[1]);
   const bool warp_active = m0 + wm * 16 < a.m_total;  // same for both warps of a pair
   // ldmatrix lane addresses at k-step 0. Every lane row has row & 7 == lane & 7, and the column
@@ -290,17 +285,13 @@ __global__ void __launch_bounds__(Wide::kThreads, Wide::kMinBlocks)
   for (int i = 0; i < C::kOTiles; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
   float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.f, 0.f};
 
-  for (int t = 0; t < n_tiles; ++t) {
+  for (int i = span.first; i < span.last; ++i) {
+    const int t = i - span.first;  // stage parity
     const uint32_t stage = (t & 1) * C::kTileBytes;
     cp_async_wait<0>();  // (Q and) tile t landed
     __syncthreads();     // ... for every thread; every warp is done with tile t-1 (and with sx)
-    if (t + 1 < n_tiles) {
-      const uint32_t next = ((t + 1) & 1) * C::kTileBytes;
-      const int rows_left = key_end - (key_begin + (t + 1) * C::kBlockN) - r_ld;
-      kp += C::kBlockN * a.ldk;
-      vp += C::kBlockN * a.ldv;
-      load_tile(kp, a.ldk, a.k, sk + next, rows_left);
-      load_tile(vp, a.ldv, a.v, sv + next, rows_left);
+    if (i + 1 < span.last) {
+      load_kv(span.tile(i + 1), ((t + 1) & 1) * C::kTileBytes);
       cp_async_commit();
     }
     if (warp_active) {
@@ -340,8 +331,8 @@ __global__ void __launch_bounds__(Wide::kThreads, Wide::kMinBlocks)
         s[j][2] += v.z;
         s[j][3] += v.w;
       }
-      softmax_step(s, o, m_run, l_run, lim, lim_min, key_begin + t * C::kBlockN, t4,
-                   a.scale_log2);
+      softmax_step(s, o, m_run, l_run, lim, lim_min, span.tile(i) * C::kBlockN, t4,
+                   a.scale_log2, span);
       const uint32_t v_base = v_lane0 + stage;
 #pragma unroll
       for (int kk = 0; kk < C::kBlockN / 16; ++kk) {

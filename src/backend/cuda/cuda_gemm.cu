@@ -1,7 +1,12 @@
 // GEMMs of the CUDA backend: cuBLASLt plans (descriptors + the heuristic's first algorithm,
-// chosen once per shape / dtypes / row strides / pointer alignment and cached) and a plain
-// CUDA-core fallback kernel with the full linear epilogue for what cuBLASLt does not take
+// chosen once per shape / dtypes / row strides / pointer alignment / epilogue and cached) and a
+// plain CUDA-core fallback kernel with the full linear epilogue for what cuBLASLt does not take
 // (mixed x/w dtypes such as the f32 action input, K = 0, no algorithm offered).
+// Epilogues: CUBLASLT_EPILOGUE_BIAS / GELU_BIAS / GELU (cuBLASLt's GELU is the tanh form, applied
+// in fp32 before the one rounding into y, like linear_epilogue_kernel). FP8 (E4M3 x E4M3): TN
+// only, which row-major w[N,K] . x^T already is; A/B scale pointers point at device floats, so
+// a captured graph reads the scales current at replay. Pointer attributes (bias, scales) are set
+// on the cached descriptor at every call (host-side, before the enqueue).
 // Row-major y[M,N] = x[M,K] . w[N,K]^T is column-major y^T[N,M] = w^T . x: cuBLASLt's A is w
 // (K x N, ld = ldw, transposed), B is x (K x M, ld = ldx), C = D = y (N x M, ld = ldy).
 // Covered by tests/gpu/test_cuda_ops.cpp (CudaOps.Linear, CudaOps.PatchEmbed).
@@ -11,6 +16,7 @@
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/cuda_common.cuh"
+#include "core/log.h"
 
 namespace frt {
 
@@ -21,10 +27,11 @@ cudaDataType_t cuda_type(const char* op, DType t) {
   switch (t) {
     case DType::kF32: return CUDA_R_32F;
     case DType::kBF16: return CUDA_R_16BF;
+    case DType::kF8E4M3: return CUDA_R_8F_E4M3;
     default: break;
   }
   throw_error(Status::kInternal, op, ": GEMM operand of dtype ", dtype_name(t),
-              "; expected F32 or BF16");
+              "; expected F32, BF16 or F8E4M3");
 }
 
 // Largest power of two (<= 256) dividing the address and the row pitch in bytes: the alignment
@@ -41,20 +48,25 @@ Mat mat_raw(const void* p, int64_t ld, DType t) {
   Mat m;
   m.p = const_cast<void*>(p);
   m.ld = ld;
-  m.type = t == DType::kBF16 ? cuda::kElemBF16 : cuda::kElemF32;
+  m.type = t == DType::kBF16    ? cuda::kElemBF16
+           : t == DType::kF8E4M3 ? cuda::kElemF8
+                                 : cuda::kElemF32;
   return m;
 }
 
-// y[m,n] (=|+=) act(sum_k x[m,k] w[n,k] + bias[n]); one thread per output, fp32 sum.
-__global__ void gemm_naive_kernel(Mat y, Mat x, Mat w, Mat bias, int act, int accumulate,
-                                  int64_t M, int64_t N, int64_t K) {
+// y[m,n] (=|+=) act(w_scale * sum_k x[m,k] w[n,k] + bias[n]); one thread per output, fp32 sum.
+// w_scale / x_scale: FP8 operands' per-tensor scales (device), null = 1.
+__global__ void gemm_naive_kernel(Mat y, Mat x, Mat w, const float* w_scale, const float* x_scale,
+                                  Mat bias, int act, int accumulate, int64_t M, int64_t N,
+                                  int64_t K) {
+  const float ws = (w_scale ? *w_scale : 1.f) * (x_scale ? *x_scale : 1.f);
   const int64_t total = M * N;
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t m = i / N, n = i % N;
     float s = 0.f;
     for (int64_t k = 0; k < K; ++k) s = fmaf(cuda::load(x, m, k), cuda::load(w, n, k), s);
-    s = cuda::apply_act(act, s + cuda::load_vec(bias, n, 0.f));
+    s = cuda::apply_act(act, s * ws + cuda::load_vec(bias, n, 0.f));
     if (accumulate) s += cuda::load(y, m, n);
     cuda::store(y, m, n, s);
   }
@@ -81,6 +93,28 @@ const CudaBackend::GemmPlan& CudaBackend::gemm_plan(const char* op, const GemmKe
     const cudaDataType_t xt = cuda_type(op, static_cast<DType>(key.xt));
     const cudaDataType_t yt = cuda_type(op, static_cast<DType>(key.yt));
     FRT_CUBLAS_CHECK(op, cublasLtMatmulDescCreate(&plan.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    const cublasLtEpilogue_t epi = static_cast<cublasLtEpilogue_t>(key.epilogue);
+    if (epi != CUBLASLT_EPILOGUE_DEFAULT)
+      FRT_CUBLAS_CHECK(op, cublasLtMatmulDescSetAttribute(
+                               plan.desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof(epi)));
+    if (key.bias_t >= 0) {
+      const int32_t bt = cuda_type(op, static_cast<DType>(key.bias_t));
+      FRT_CUBLAS_CHECK(op, cublasLtMatmulDescSetAttribute(
+                               plan.desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof(bt)));
+      // The heuristic reads the bias pointer's alignment: a stand-in with the key's alignment.
+      const void* fake = reinterpret_cast<const void*>(static_cast<uintptr_t>(key.align_bias));
+      FRT_CUBLAS_CHECK(op, cublasLtMatmulDescSetAttribute(
+                               plan.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &fake, sizeof(fake)));
+    }
+    if (wt == CUDA_R_8F_E4M3) {
+      // Scales as device pointers (stand-ins here; set per call): the heuristic must know they
+      // are there.
+      const void* fake = reinterpret_cast<const void*>(uintptr_t{256});
+      FRT_CUBLAS_CHECK(op, cublasLtMatmulDescSetAttribute(
+                               plan.desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &fake, sizeof(fake)));
+      FRT_CUBLAS_CHECK(op, cublasLtMatmulDescSetAttribute(
+                               plan.desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &fake, sizeof(fake)));
+    }
     const cublasOperation_t trans_a = CUBLAS_OP_T, trans_b = CUBLAS_OP_N;
     FRT_CUBLAS_CHECK(op, cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_TRANSA,
                                                         &trans_a, sizeof(trans_a)));
@@ -112,8 +146,10 @@ const CudaBackend::GemmPlan& CudaBackend::gemm_plan(const char* op, const GemmKe
         lt_, plan.desc, plan.a, plan.b, plan.c, plan.c, pref, 8, results, &count);
     cublasLtMatmulPreferenceDestroy(pref);
     pref = nullptr;
-    // NOT_SUPPORTED / no result: this combination has no cuBLASLt kernel; the fallback runs.
-    if (st != CUBLAS_STATUS_SUCCESS && st != CUBLAS_STATUS_NOT_SUPPORTED)
+    // NOT_SUPPORTED / INVALID_VALUE (an epilogue / bias type / FP8 layout it refuses) / no
+    // result: this combination has no cuBLASLt kernel; the caller's next option runs.
+    if (st != CUBLAS_STATUS_SUCCESS && st != CUBLAS_STATUS_NOT_SUPPORTED &&
+        st != CUBLAS_STATUS_INVALID_VALUE)
       cuda::throw_cublas(op, "cublasLtMatmulAlgoGetHeuristic", st);
     for (int i = 0; st == CUBLAS_STATUS_SUCCESS && i < count && !plan.ok; ++i) {
       if (results[i].state != CUBLAS_STATUS_SUCCESS || results[i].workspaceSize > ws) continue;
@@ -132,6 +168,15 @@ const CudaBackend::GemmPlan& CudaBackend::gemm_plan(const char* op, const GemmKe
 bool CudaBackend::gemm_lt(const char* op, const Gemm& g) {
   if (g.M <= 0 || g.N <= 0 || g.K <= 0) return false;
   if (g.xt != g.wt) return false;
+  const bool fp8 = g.wt == DType::kF8E4M3;
+  // cuBLASLt applies the activation after adding C: only y = act(xw + b), never y + act(...).
+  if (g.act != Activation::kNone && (g.accumulate || g.act != Activation::kGeluTanh)) return false;
+  if (fp8 && (g.K % 16 != 0 || !g.a_scale || !g.b_scale)) return false;
+  cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_DEFAULT;
+  if (g.act == Activation::kGeluTanh)
+    epi = g.bias ? CUBLASLT_EPILOGUE_GELU_BIAS : CUBLASLT_EPILOGUE_GELU;
+  else if (g.bias)
+    epi = CUBLASLT_EPILOGUE_BIAS;
   GemmKey key{g.M,
               g.N,
               g.K,
@@ -144,13 +189,35 @@ bool CudaBackend::gemm_lt(const char* op, const Gemm& g) {
               g.accumulate ? 1 : 0,
               row_alignment(g.x, g.ldx, g.xt),
               row_alignment(g.w, g.ldw, g.wt),
-              row_alignment(g.y, g.ldy, g.yt)};
-  const GemmPlan& plan = gemm_plan(op, key);
+              row_alignment(g.y, g.ldy, g.yt),
+              static_cast<int>(epi),
+              g.bias ? static_cast<int>(g.bias_t) : -1,
+              g.bias ? row_alignment(g.bias, 0, g.bias_t) : 0};
+  // (non-const: a plan cuBLASLt refuses at run time is switched off below)
+  GemmPlan& plan = const_cast<GemmPlan&>(gemm_plan(op, key));
   if (!plan.ok) return false;
+  if (g.bias)
+    FRT_CUBLAS_CHECK(op, cublasLtMatmulDescSetAttribute(
+                             plan.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g.bias, sizeof(g.bias)));
+  if (fp8) {
+    FRT_CUBLAS_CHECK(op, cublasLtMatmulDescSetAttribute(plan.desc,
+                                                        CUBLASLT_MATMUL_DESC_A_SCALE_POINTER,
+                                                        &g.a_scale, sizeof(g.a_scale)));
+    FRT_CUBLAS_CHECK(op, cublasLtMatmulDescSetAttribute(plan.desc,
+                                                        CUBLASLT_MATMUL_DESC_B_SCALE_POINTER,
+                                                        &g.b_scale, sizeof(g.b_scale)));
+  }
   const float alpha = 1.f, beta = g.accumulate ? 1.f : 0.f;
-  FRT_CUBLAS_CHECK(op, cublasLtMatmul(lt_, plan.desc, &alpha, g.w, plan.a, g.x, plan.b, &beta,
-                                      g.y, plan.c, g.y, plan.c, &plan.algo, lt_workspace_,
-                                      kLtWorkspaceBytes, stream_));
+  const cublasStatus_t st =
+      cublasLtMatmul(lt_, plan.desc, &alpha, g.w, plan.a, g.x, plan.b, &beta, g.y, plan.c, g.y,
+                     plan.c, &plan.algo, lt_workspace_, kLtWorkspaceBytes, stream_);
+  if (st == CUBLAS_STATUS_NOT_SUPPORTED) {  // refused what the heuristic offered: never again
+    log_warning(op, ": cuBLASLt refused a ", dtype_name(g.wt), " GEMM (M=", g.M, ", N=", g.N,
+                ", K=", g.K, ") its heuristic offered; using the next path for this shape");
+    plan.ok = false;
+    return false;
+  }
+  if (st != CUBLAS_STATUS_SUCCESS) cuda::throw_cublas(op, "cublasLtMatmul", st);
   return true;
 }
 
@@ -159,8 +226,10 @@ void CudaBackend::gemm_fallback(const char* op, const Gemm& g, const Tensor* bia
   if (g.M <= 0 || g.N <= 0) return;
   const Mat y = mat_raw(g.y, g.ldy, g.yt), x = mat_raw(g.x, g.ldx, g.xt);
   const Mat w = mat_raw(g.w, g.ldw, g.wt), b = cuda::mat_of(bias);
+  const float* ws = g.wt == DType::kF8E4M3 ? g.a_scale : nullptr;
+  const float* xs = g.xt == DType::kF8E4M3 ? g.b_scale : nullptr;
   gemm_naive_kernel<<<cuda::grid_for(g.M * g.N), cuda::kThreads, 0, stream_>>>(
-      y, x, w, b, static_cast<int>(act), g.accumulate ? 1 : 0, g.M, g.N, g.K);
+      y, x, w, ws, xs, b, static_cast<int>(act), g.accumulate ? 1 : 0, g.M, g.N, g.K);
   FRT_CUDA_LAUNCH_CHECK(op);
 }
 

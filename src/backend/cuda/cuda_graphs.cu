@@ -46,8 +46,10 @@ void CudaBackend::run_graph(const std::string& key, const std::function<void()>&
       return;
     }
     graphs_.emplace(key, exec);
-    if (graphs_.size() > 1)
-      log_info("CUDA graph captured for a new input shape (", graphs_.size(), " graphs held)");
+    // Every capture is logged: a capture per predict would mean a launch parameter depends on
+    // the inputs (scripts/device/check_graphs.py counts these lines).
+    log_info("CUDA graph captured for input layout '", key, "' (", graphs_.size(),
+             " graph(s) held)");
     graph_timed_ = false;
     return;  // the warm-up run above was this call's result
   }

@@ -1,17 +1,23 @@
 // CUDA linear: y[M,N] (=|+=) act(x[M,K] . w[N,K]^T + bias[N]).
-//  - no bias, no activation: one cuBLASLt GEMM (beta = 1 fuses the residual add), output BF16
-//    or F32 rounded once from the fp32 accumulator;
-//  - bias and/or activation: the GEMM writes fp32 rows into the scratch (in row chunks that fit
-//    it), then linear_epilogue_kernel applies bias, activation and the residual add in fp32 and
-//    rounds once into y. (Correct first: the fast version moves this into a GEMM epilogue.)
+//  - few rows (skinny_gemm_would_handle): the weight-streaming kernel, bf16 or fp8 weights;
+//  - F8E4M3 weights otherwise: linear_fp8 (cuda_fp8.cu) quantizes x and runs an FP8 GEMM, then
+//    the same epilogue choice as below;
+//  - otherwise one cuBLASLt GEMM with bias / GELU in its epilogue (CUBLASLT_EPILOGUE_BIAS,
+//    GELU_BIAS, GELU; fp32 before the one rounding) and beta = 1 for the residual add. The bias
+//    goes in as stored when cuBLASLt takes that type, else as the bf16 twin made at upload;
+//  - what the epilogue cannot express (SiLU, an activation with accumulate, a bias with neither
+//    type taken): the GEMM writes fp32 rows into the scratch (in row chunks that fit it), then
+//    linear_epilogue_kernel applies bias, activation and the residual add in fp32 and rounds
+//    once into y;
 //  - x and w of different dtypes (the f32 action input), or no cuBLASLt algorithm: the plain
 //    fallback kernel of cuda_gemm.cu.
-// Covered by tests/gpu/test_cuda_ops.cpp (CudaOps.Linear).
+// Covered by tests/gpu/test_cuda_ops.cpp (CudaOps.Linear), tests/gpu/test_cuda_fp8.cpp.
 #include <algorithm>
 
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/cuda_common.cuh"
+#include "backend/cuda/cuda_fp8.h"
 #include "backend/cuda/cuda_skinny_gemm.h"
 
 namespace frt {
@@ -42,16 +48,26 @@ void CudaBackend::linear(Tensor y, Tensor x, Tensor w, const Tensor* bias, Activ
   const char* op = "linear";
   const int64_t M = x.rows(), K = x.cols(), N = w.rows();
   cuda::check_matrix(op, "x", x, M, K, {DType::kBF16, DType::kF32});
-  cuda::check_matrix(op, "w", w, N, K, {DType::kBF16, DType::kF32});
+  cuda::check_matrix(op, "w", w, N, K, {DType::kBF16, DType::kF32, DType::kF8E4M3});
   cuda::check_matrix(op, "y", y, M, N, {DType::kBF16, DType::kF32});
   if (bias) cuda::check_vector(op, "bias", *bias, N, {DType::kF32, DType::kBF16});
   cuda::check_arg(act == Activation::kNone || act == Activation::kGeluTanh ||
                       act == Activation::kSilu,
                   op, "unknown activation");
   cuda::check_arg(y.data != x.data && y.data != w.data, op, "y must not alias x or w");
+  cuda::check_arg(w.dtype != DType::kF8E4M3 || w.quant != nullptr, op,
+                  "F8E4M3 weight without QuantInfo (not made by upload_weight)");
   if (M == 0 || N == 0) return;
   if (skinny_gemm_would_handle(*this, y, x, w, bias)) {  // few rows: weight-streaming kernel
+    ++linear_stats_.skinny;
+    // Calibration measures every FP8 site, whichever path runs it (x stays bf16 here).
+    if (w.dtype == DType::kF8E4M3 && quant_mode_ == QuantMode::kCalibrate)
+      amax_into(stream_, x, w.quant->x_amax);
     skinny_gemm(*this, y, x, w, bias, act, accumulate);
+    return;
+  }
+  if (w.dtype == DType::kF8E4M3) {
+    linear_fp8(y, x, w, bias, act, accumulate);
     return;
   }
 
@@ -69,17 +85,40 @@ void CudaBackend::linear(Tensor y, Tensor x, Tensor w, const Tensor* bias, Activ
   g.ldy = y.ld();
   g.yt = y.dtype;
   g.accumulate = accumulate;
-
   if (x.dtype != w.dtype || K == 0) {
+    ++linear_stats_.fallback;
     gemm_fallback(op, g, bias, act);
     return;
   }
-  if (!bias && act == Activation::kNone) {
-    if (!gemm_lt(op, g)) gemm_fallback(op, g, nullptr, Activation::kNone);
-    return;
+  gemm_with_epilogue(op, g, bias, act);
+}
+
+void CudaBackend::gemm_with_epilogue(const char* op, const Gemm& g, const Tensor* bias,
+                                     Activation act) {
+  // 1. One GEMM, epilogue fused: the bias as stored, else its bf16 twin.
+  const bool fusable = act == Activation::kNone || (act == Activation::kGeluTanh && !g.accumulate);
+  if (fusable && (lt_epilogue_enabled_ || (!bias && act == Activation::kNone))) {
+    Gemm f = g;
+    f.act = act;
+    if (bias) {
+      f.bias = bias->data;
+      f.bias_t = bias->dtype;
+    }
+    bool done = gemm_lt(op, f);
+    const void* twin = bias && bias->dtype == DType::kF32 ? bias_bf16_twin(*bias) : nullptr;
+    if (!done && twin) {
+      f.bias = twin;
+      f.bias_t = DType::kBF16;
+      done = gemm_lt(op, f);
+    }
+    if (done) {
+      ++linear_stats_.lt;
+      return;
+    }
   }
 
-  // Epilogue path: fp32 GEMM output staged in the scratch, as many rows at a time as fit.
+  // 2. fp32 GEMM output staged in the scratch, as many rows at a time as fit, then the epilogue.
+  const int64_t M = g.M, N = g.N;
   const int64_t fit = static_cast<int64_t>(kScratchBytes / (static_cast<size_t>(N) * sizeof(float)));
   cuda::check_arg(fit >= 1, op, "N too large for the epilogue scratch");
   const int64_t chunk = std::min(M, fit);
@@ -89,21 +128,26 @@ void CudaBackend::linear(Tensor y, Tensor x, Tensor w, const Tensor* bias, Activ
     const int64_t rows = std::min(chunk, M - r0);
     Gemm part = g;
     part.M = rows;
-    part.x = row_ptr(x.data, r0, x.ld(), x.dtype);
-    part.y = const_cast<char*>(row_ptr(y.data, r0, y.ld(), y.dtype));
+    part.x = row_ptr(g.x, r0, g.ldx, g.xt);
+    part.y = const_cast<char*>(row_ptr(g.y, r0, g.ldy, g.yt));
     Gemm staged = part;
     staged.y = acc;
     staged.ldy = N;
     staged.yt = DType::kF32;
     staged.accumulate = false;
     if (!gemm_lt(op, staged)) {
-      gemm_fallback(op, part, bias, act);  // writes y directly with the full epilogue
+      // Writes y directly with the full epilogue (FP8 operands times their scales).
+      ++linear_stats_.fallback;
+      gemm_fallback(op, part, bias, act);
       continue;
     }
-    Mat ym = cuda::mat_of(y);
+    ++linear_stats_.lt_scratch;
+    Mat ym;
     ym.p = part.y;
+    ym.ld = g.ldy;
+    ym.type = g.yt == DType::kBF16 ? cuda::kElemBF16 : cuda::kElemF32;
     linear_epilogue_kernel<<<cuda::grid_for(rows * N), cuda::kThreads, 0, stream_>>>(
-        ym, acc, bm, static_cast<int>(act), accumulate ? 1 : 0, rows, N);
+        ym, acc, bm, static_cast<int>(act), g.accumulate ? 1 : 0, rows, N);
     FRT_CUDA_LAUNCH_CHECK(op);
   }
 }

@@ -1,10 +1,13 @@
 // CUDA norms: layer_norm (SigLIP), add_rms_norm (Gemma; scale = 1 + w folded at load) and
-// add_ada_rms_norm (Pi0.5 expert, gated residual). One block of 256 threads per row, fp32 row
-// statistics through warp shuffles + shared memory, the layer norm's variance in two passes.
-// The residual update is written back in x's dtype and the norm reads x as stored, so y is the
-// norm of exactly the residual the next layer sees.
+// add_ada_rms_norm (Pi0.5 expert, gated residual). fp32 row statistics, the layer norm's
+// variance in two passes. The residual update is written back in x's dtype and the norm reads x
+// as stored, so y is the norm of exactly the residual the next layer sees.
+// Fast path (rows of <= 2048 elements, D % 8 == 0, 16-byte aligned rows): one warp per row, the
+// row held in registers (one read of x), 16-byte loads, warp-shuffle reductions and no block
+// barrier; the expert's 10-row norms were latency bound in the old 256-thread-per-row kernel
+// (docs/cuda_backend.md, "Small kernels"). Otherwise: one block of 256 threads per row.
 // Covered by tests/gpu/test_cuda_ops.cpp (CudaOps.LayerNorm, CudaOps.AddRmsNorm,
-// CudaOps.AddAdaRmsNorm).
+// CudaOps.AddAdaRmsNorm); timed by bench/bench_small_ops_cuda.cpp.
 #include <cmath>
 
 #include "backend/cuda/cuda_backend.h"
@@ -54,8 +57,145 @@ __global__ void rms_norm_kernel(Mat x, Mat delta, Mat gate, Mat y, Mat scale, fl
   }
 }
 
-void launch_rms(const char* op, cudaStream_t stream, Mat x, Mat delta, Mat gate, Mat y,
-                Mat scale, float mul, Mat shift, int64_t M, int64_t D, float eps) {
+// ---- fast path: one warp per row, kNch 8-element chunks per lane held in registers ----
+constexpr int kWarpRowsPerBlock = 2;  // 64-thread blocks: the 10-row expert norms use 5 SMs
+constexpr int kMaxWarpRowChunks = 8;  // D <= 32 lanes x 8 chunks x 8 = 2048
+
+template <int kNch>
+__global__ void __launch_bounds__(32 * kWarpRowsPerBlock)
+    layer_norm_warp_kernel(Mat y, Mat x, Mat w, Mat b, int M, int D, float eps) {
+  const int lane = threadIdx.x & 31;
+  const int r = blockIdx.x * kWarpRowsPerBlock + (threadIdx.x >> 5);
+  if (r >= M) return;
+  const int nch = D / 8;
+  float v[kNch][8];
+  float s = 0.f;
+#pragma unroll
+  for (int j = 0; j < kNch; ++j) {
+    const int c = lane + 32 * j;
+    if (c < nch) cuda::load8(x, r, c * 8, v[j]);
+  }
+#pragma unroll
+  for (int j = 0; j < kNch; ++j)
+    if (lane + 32 * j < nch)
+#pragma unroll
+      for (int e = 0; e < 8; ++e) s += v[j][e];
+  const float mean = cuda::warp_sum(s) / static_cast<float>(D);
+  float var = 0.f;
+#pragma unroll
+  for (int j = 0; j < kNch; ++j)
+    if (lane + 32 * j < nch)
+#pragma unroll
+      for (int e = 0; e < 8; ++e) {
+        const float d = v[j][e] - mean;
+        var += d * d;
+      }
+  const float inv = 1.f / sqrtf(cuda::warp_sum(var) / static_cast<float>(D) + eps);
+#pragma unroll
+  for (int j = 0; j < kNch; ++j) {
+    const int c = lane + 32 * j;
+    if (c >= nch) continue;
+    float wv[8], bv[8], o[8];
+    cuda::load8(w, 0, c * 8, wv);
+    cuda::load8(b, 0, c * 8, bv);
+#pragma unroll
+    for (int e = 0; e < 8; ++e) o[e] = (v[j][e] - mean) * inv * wv[e] + bv[e];
+    cuda::store8(y, r, c * 8, o);
+  }
+}
+
+// Same contract as rms_norm_kernel. All loads of a stage are issued before the first use (x,
+// then delta and gate, then scale and shift) so one row costs about one memory latency per stage.
+template <int kNch>
+__global__ void __launch_bounds__(32 * kWarpRowsPerBlock)
+    rms_norm_warp_kernel(Mat x, Mat delta, Mat gate, Mat y, Mat scale, float mul, Mat shift,
+                         int M, int D, float eps) {
+  const int lane = threadIdx.x & 31;
+  const int r = blockIdx.x * kWarpRowsPerBlock + (threadIdx.x >> 5);
+  if (r >= M) return;
+  const int nch = D / 8;
+  float v[kNch][8];
+#pragma unroll
+  for (int j = 0; j < kNch; ++j)
+    if (lane + 32 * j < nch) cuda::load8(x, r, (lane + 32 * j) * 8, v[j]);
+  if (delta.p) {
+    float dv[kNch][8], gv[kNch][8];
+#pragma unroll
+    for (int j = 0; j < kNch; ++j) {
+      const int c = lane + 32 * j;
+      if (c >= nch) continue;
+      cuda::load8(delta, r, c * 8, dv[j]);
+      if (gate.p) {
+        cuda::load8(gate, 0, c * 8, gv[j]);
+      } else {
+#pragma unroll
+        for (int e = 0; e < 8; ++e) gv[j][e] = 1.f;
+      }
+    }
+#pragma unroll
+    for (int j = 0; j < kNch; ++j) {
+      const int c = lane + 32 * j;
+      if (c >= nch) continue;
+#pragma unroll
+      for (int e = 0; e < 8; ++e) v[j][e] = cuda::as_stored(x.type, v[j][e] + gv[j][e] * dv[j][e]);
+      cuda::store8(x, r, c * 8, v[j]);
+    }
+  }
+  float ss = 0.f;
+#pragma unroll
+  for (int j = 0; j < kNch; ++j)
+    if (lane + 32 * j < nch)
+#pragma unroll
+      for (int e = 0; e < 8; ++e) ss += v[j][e] * v[j][e];
+  const float inv = 1.f / sqrtf(cuda::warp_sum(ss) / static_cast<float>(D) + eps);
+#pragma unroll
+  for (int j = 0; j < kNch; ++j) {
+    const int c = lane + 32 * j;
+    if (c >= nch) continue;
+    float sc[8], sh[8], o[8];
+    cuda::load8(scale, 0, c * 8, sc);
+    if (shift.p) {
+      cuda::load8(shift, 0, c * 8, sh);
+    } else {
+#pragma unroll
+      for (int e = 0; e < 8; ++e) sh[e] = 0.f;
+    }
+#pragma unroll
+    for (int e = 0; e < 8; ++e) o[e] = v[j][e] * inv * (mul + sc[e]) + sh[e];
+    cuda::store8(y, r, c * 8, o);
+  }
+}
+
+// Chunks per lane of the fast path for rows of D elements; 0: the block kernel runs.
+int warp_row_chunks(int64_t D) {
+  if (D % 8 != 0 || D > 32 * 8 * kMaxWarpRowChunks) return 0;
+  const int64_t per_lane = (D / 8 + 31) / 32;
+  int n = 1;
+  while (n < per_lane) n *= 2;
+  return n;
+}
+
+#define FRT_WARP_ROW_LAUNCH(kernel, nch, M, stream, ...)                                  \
+  do {                                                                                  \
+    const dim3 grid_((static_cast<unsigned>(M) + kWarpRowsPerBlock - 1) / kWarpRowsPerBlock); \
+    const int threads_ = 32 * kWarpRowsPerBlock;                                        \
+    switch (nch) {                                                                      \
+      case 1: kernel<1><<<grid_, threads_, 0, stream>>>(__VA_ARGS__); break;            \
+      case 2: kernel<2><<<grid_, threads_, 0, stream>>>(__VA_ARGS__); break;            \
+      case 4: kernel<4><<<grid_, threads_, 0, stream>>>(__VA_ARGS__); break;            \
+      default: kernel<8><<<grid_, threads_, 0, stream>>>(__VA_ARGS__); break;           \
+    }                                                                                   \
+  } while (0)
+
+void launch_rms(const char* op, cudaStream_t stream, bool vec8, Mat x, Mat delta, Mat gate,
+                Mat y, Mat scale, float mul, Mat shift, int64_t M, int64_t D, float eps) {
+  const int nch = vec8 ? warp_row_chunks(D) : 0;
+  if (nch > 0) {
+    FRT_WARP_ROW_LAUNCH(rms_norm_warp_kernel, nch, M, stream, x, delta, gate, y, scale, mul,
+                        shift, static_cast<int>(M), static_cast<int>(D), eps);
+    FRT_CUDA_LAUNCH_CHECK(op);
+    return;
+  }
   rms_norm_kernel<<<static_cast<unsigned>(M), cuda::kThreads, 0, stream>>>(x, delta, gate, y,
                                                                           scale, mul, shift, D,
                                                                           eps);
@@ -78,6 +218,17 @@ void CudaBackend::layer_norm(Tensor y, Tensor x, Tensor w, Tensor b, float eps) 
   cuda::check_vector(op, "b", b, D, {DType::kF32, DType::kBF16});
   check_rows(op, M, D);
   if (M == 0) return;
+  const int nch = cuda::vec8_ok(x) && cuda::vec8_ok(y) && cuda::vec8_ok_vector(&w) &&
+                          cuda::vec8_ok_vector(&b)
+                      ? warp_row_chunks(D)
+                      : 0;
+  if (nch > 0) {
+    FRT_WARP_ROW_LAUNCH(layer_norm_warp_kernel, nch, M, stream_, cuda::mat_of(y), cuda::mat_of(x),
+                        cuda::mat_of(w), cuda::mat_of(b), static_cast<int>(M),
+                        static_cast<int>(D), eps);
+    FRT_CUDA_LAUNCH_CHECK(op);
+    return;
+  }
   layer_norm_kernel<<<static_cast<unsigned>(M), cuda::kThreads, 0, stream_>>>(
       cuda::mat_of(y), cuda::mat_of(x), cuda::mat_of(w), cuda::mat_of(b), D, eps);
   FRT_CUDA_LAUNCH_CHECK(op);
@@ -92,7 +243,9 @@ void CudaBackend::add_rms_norm(Tensor x, const Tensor* delta, Tensor y, Tensor s
   cuda::check_vector(op, "scale", scale, D, {DType::kF32, DType::kBF16});
   check_rows(op, M, D);
   if (M == 0) return;
-  launch_rms(op, stream_, cuda::mat_of(x), cuda::mat_of(delta), Mat{}, cuda::mat_of(y),
+  const bool vec8 = cuda::vec8_ok(x) && cuda::vec8_ok(delta) && cuda::vec8_ok(y) &&
+                    cuda::vec8_ok_vector(&scale);
+  launch_rms(op, stream_, vec8, cuda::mat_of(x), cuda::mat_of(delta), Mat{}, cuda::mat_of(y),
              cuda::mat_of(scale), 0.f, Mat{}, M, D, eps);
 }
 
@@ -111,7 +264,10 @@ void CudaBackend::add_ada_rms_norm(Tensor x, const Tensor* delta, const Tensor* 
   cuda::check_vector(op, "mod_shift", mod_shift, D, {DType::kF32, DType::kBF16});
   check_rows(op, M, D);
   if (M == 0) return;
-  launch_rms(op, stream_, cuda::mat_of(x), cuda::mat_of(delta), cuda::mat_of(gate),
+  const bool vec8 = cuda::vec8_ok(x) && cuda::vec8_ok(delta) && cuda::vec8_ok(y) &&
+                    cuda::vec8_ok_vector(gate) && cuda::vec8_ok_vector(&mod_scale) &&
+                    cuda::vec8_ok_vector(&mod_shift);
+  launch_rms(op, stream_, vec8, cuda::mat_of(x), cuda::mat_of(delta), cuda::mat_of(gate),
              cuda::mat_of(y), cuda::mat_of(mod_scale), 1.f, cuda::mat_of(mod_shift), M, D, eps);
 }
 

@@ -3,10 +3,19 @@
 // patched by openpi): inv_freq_i = theta^(-2i/D) rounded to fp32, the angle pos * inv_freq_i in
 // fp32, cos/sin of that angle evaluated in double (as sincospi) and rounded, and
 // out = x * cos + rotate_half(x) * sin with unfused fp32 products (so f32 outputs match the CPU).
-// One block per row: the row's cos/sin table is built once in shared memory, then the threads
-// sweep q, k and v. k and v may be row slices of a KV cache (any row stride); qkv must not
-// overlap the outputs.
-// Covered by tests/gpu/test_cuda_ops.cpp (CudaOps.QkvSplitRope).
+// Positions are pos_offset + row, plus pos_base[0] read on the device when given (one captured
+// graph serves every prompt length). k and v may be row slices of a KV cache (any row stride);
+// qkv must not overlap the outputs.
+// Fast path (head_dim % 16 == 0, 16-byte aligned rows, the model's case): one block per row, one
+// thread per (head, 8 rotation pairs) with 16-byte loads issued before the row's cos/sin table is
+// built in shared memory (so the table's double sincospi overlaps the loads); inv_freq is
+// computed once on the host (the CPU twin's double expression) and passed by value. Otherwise a
+// generic kernel: the table, then the threads sweep q, k and v one element at a time.
+// Covered by tests/gpu/test_cuda_ops.cpp (CudaOps.QkvSplitRope) and
+// tests/gpu/test_cuda_device_lengths.cpp (pos_base); timed by bench/bench_small_ops_cuda.cpp.
+#include <algorithm>
+#include <cmath>
+
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/cuda_common.cuh"
@@ -19,26 +28,105 @@ using cuda::Mat;
 constexpr int kMaxHeadDim = 1024;
 constexpr double kInvPi = 0.318309886183790671537767526745028724;  // 1 / pi
 
+// The row's position as the CPU twin forms it (int sum, then one rounding to float).
+__device__ __forceinline__ float row_position(int pos_offset, const int* pos_base, int64_t r) {
+  const int64_t base = pos_base ? static_cast<int64_t>(*pos_base) : 0;
+  return static_cast<float>(static_cast<int64_t>(pos_offset) + base + r);
+}
+
+// cos/sin of the fp32 angle pos * inv_freq, in double as sincospi(angle / pi): the argument
+// error (~1e-16 relative) is far below the final fp32 rounding, and sincospi needs no
+// large-argument reduction (double sin/cos would keep a local-memory stack frame for it).
+__device__ __forceinline__ void rope_cos_sin(float pos, float inv_freq, float* c_out,
+                                             float* s_out) {
+  const float angle = __fmul_rn(pos, inv_freq);
+  double s, c;
+  sincospi(static_cast<double>(angle) * kInvPi, &s, &c);
+  *c_out = static_cast<float>(c);
+  *s_out = static_cast<float>(s);
+}
+
+struct RopeFreq {
+  float inv[kMaxHeadDim / 2];  // theta^(-2i/D) rounded to fp32 (host, as the CPU twin)
+};
+
+// Fast path. Item it < n_rope: rotation pairs 8 ci .. 8 ci + 7 of head it / hc (q heads, then k
+// heads; hc = D / 16); then 8-column copies (v; or q, k, v without RoPE).
+__global__ void qkv_rope_vec8_kernel(Mat q, Mat k, Mat v, Mat qkv, int num_q_heads,
+                                     int num_kv_heads, int D, int pos_offset,
+                                     const int* pos_base, bool rope, const RopeFreq f) {
+  __shared__ float cos_t[kMaxHeadDim / 2];
+  __shared__ float sin_t[kMaxHeadDim / 2];
+  const int64_t r = blockIdx.x;
+  const int half = D / 2, hc = D / 16;
+  const int q_cols = num_q_heads * D, kv_cols = num_kv_heads * D;
+  const int n_rope = rope ? (num_q_heads + num_kv_heads) * hc : 0;
+  const int copy0 = rope ? q_cols + kv_cols : 0;  // first copied column
+  const int n_items = n_rope + (q_cols + 2 * kv_cols - copy0) / 8;
+  auto load_item = [&](int it, float (&a)[8], float (&b)[8]) {
+    if (it < n_rope) {
+      const int head = it / hc, c0 = head * D + (it - head * hc) * 8;
+      cuda::load8(qkv, r, c0, a);
+      cuda::load8(qkv, r, c0 + half, b);
+    } else {
+      cuda::load8(qkv, r, copy0 + (it - n_rope) * 8, a);
+    }
+  };
+  auto store_item = [&](int it, float (&a)[8], float (&b)[8]) {
+    if (it < n_rope) {
+      const int head = it / hc, i0 = (it - head * hc) * 8;
+      float o1[8], o2[8];
+#pragma unroll
+      for (int e = 0; e < 8; ++e) {
+        const float c = cos_t[i0 + e], s = sin_t[i0 + e];
+        o1[e] = __fsub_rn(__fmul_rn(a[e], c), __fmul_rn(b[e], s));
+        o2[e] = __fadd_rn(__fmul_rn(b[e], c), __fmul_rn(a[e], s));
+      }
+      const bool is_q = head < num_q_heads;
+      const Mat& dst = is_q ? q : k;
+      const int c0 = (is_q ? head : head - num_q_heads) * D + i0;
+      cuda::store8(dst, r, c0, o1);
+      cuda::store8(dst, r, c0 + half, o2);
+    } else {
+      const int c = copy0 + (it - n_rope) * 8;
+      if (c < q_cols)
+        cuda::store8(q, r, c, a);
+      else if (c < q_cols + kv_cols)
+        cuda::store8(k, r, c - q_cols, a);
+      else
+        cuda::store8(v, r, c - q_cols - kv_cols, a);
+    }
+  };
+  float a[8], b[8];
+  const int it0 = threadIdx.x;
+  if (it0 < n_items) load_item(it0, a, b);  // in flight while the table is built
+  if (rope) {
+    const float pos = row_position(pos_offset, pos_base, r);
+    for (int i = threadIdx.x; i < half; i += blockDim.x)
+      rope_cos_sin(pos, f.inv[i], &cos_t[i], &sin_t[i]);
+  }
+  __syncthreads();
+  if (it0 < n_items) store_item(it0, a, b);
+  for (int it = it0 + blockDim.x; it < n_items; it += blockDim.x) {
+    load_item(it, a, b);
+    store_item(it, a, b);
+  }
+}
+
 __global__ void qkv_split_rope_kernel(Mat q, Mat k, Mat v, Mat qkv, int num_q_heads,
-                                      int num_kv_heads, int D, int pos_offset, float theta) {
+                                      int num_kv_heads, int D, int pos_offset,
+                                      const int* pos_base, float theta) {
   __shared__ float cos_t[kMaxHeadDim / 2];
   __shared__ float sin_t[kMaxHeadDim / 2];
   const int64_t r = blockIdx.x;
   const int half = D / 2;
   const bool rope = theta != 0.f;
   if (rope) {
-    const float pos = static_cast<float>(static_cast<int64_t>(pos_offset) + r);
+    const float pos = row_position(pos_offset, pos_base, r);
     for (int i = threadIdx.x; i < half; i += blockDim.x) {
       const double e = static_cast<double>(2 * i) / static_cast<double>(D);
       const float inv_freq = static_cast<float>(1.0 / pow(static_cast<double>(theta), e));
-      const float angle = __fmul_rn(pos, inv_freq);
-      // sin/cos(angle) in double as sincospi(angle / pi): the argument error (~1e-16 relative)
-      // is far below the final fp32 rounding, and sincospi needs no large-argument reduction
-      // (double sin/cos would keep a local-memory stack frame for it).
-      double s, c;
-      sincospi(static_cast<double>(angle) * kInvPi, &s, &c);
-      cos_t[i] = static_cast<float>(c);
-      sin_t[i] = static_cast<float>(s);
+      rope_cos_sin(pos, inv_freq, &cos_t[i], &sin_t[i]);
     }
   }
   __syncthreads();
@@ -73,13 +161,16 @@ __global__ void qkv_split_rope_kernel(Mat q, Mat k, Mat v, Mat qkv, int num_q_he
 }  // namespace
 
 void CudaBackend::qkv_split_rope(Tensor q, Tensor k, Tensor v, Tensor qkv, int num_q_heads,
-                                 int num_kv_heads, int head_dim, int pos_offset, float theta) {
+                                 int num_kv_heads, int head_dim, int pos_offset,
+                                 const Tensor* pos_base, float theta) {
   const char* op = "qkv_split_rope";
   cuda::check_arg(num_q_heads > 0 && num_kv_heads > 0 && head_dim > 0, op,
                   "head counts and head_dim must be positive");
   cuda::check_arg(head_dim <= kMaxHeadDim, op, "head_dim above 1024 is not supported");
   cuda::check_arg(theta == 0.f || head_dim % 2 == 0, op, "RoPE needs an even head_dim");
   cuda::check_arg(pos_offset >= 0, op, "pos_offset must be >= 0");
+  if (pos_base) cuda::check_vector(op, "pos_base", *pos_base, 1, {DType::kI32});
+  const int* base = pos_base ? pos_base->as<const int32_t>() : nullptr;
   const int64_t S = qkv.rows(), D = head_dim;
   const int64_t q_cols = num_q_heads * D, kv_cols = num_kv_heads * D;
   cuda::check_matrix(op, "qkv", qkv, S, q_cols + 2 * kv_cols, {DType::kBF16, DType::kF32});
@@ -88,9 +179,26 @@ void CudaBackend::qkv_split_rope(Tensor q, Tensor k, Tensor v, Tensor qkv, int n
   cuda::check_matrix(op, "v", v, S, kv_cols, {DType::kBF16, DType::kF32});
   cuda::check_arg(S < (int64_t{1} << 31) - 1, op, "more than 2^31 - 1 rows");
   if (S == 0) return;
+  const bool rope = theta != 0.f;
+  if (head_dim % (rope ? 16 : 8) == 0 && cuda::vec8_ok(q) && cuda::vec8_ok(k) &&
+      cuda::vec8_ok(v) && cuda::vec8_ok(qkv)) {
+    RopeFreq f{};
+    for (int i = 0; i < head_dim / 2 && rope; ++i) {  // exactly the CPU twin's expression
+      const double e = static_cast<double>(2 * i) / static_cast<double>(head_dim);
+      f.inv[i] = static_cast<float>(1.0 / std::pow(static_cast<double>(theta), e));
+    }
+    const int64_t items = rope ? (q_cols + kv_cols) / 16 + kv_cols / 8 : (q_cols + 2 * kv_cols) / 8;
+    int64_t threads = std::max<int64_t>(items, rope ? head_dim / 2 : 1);
+    threads = std::min<int64_t>((threads + 31) / 32 * 32, 1024);
+    qkv_rope_vec8_kernel<<<static_cast<unsigned>(S), static_cast<unsigned>(threads), 0, stream_>>>(
+        cuda::mat_of(q), cuda::mat_of(k), cuda::mat_of(v), cuda::mat_of(qkv), num_q_heads,
+        num_kv_heads, head_dim, pos_offset, base, rope, f);
+    FRT_CUDA_LAUNCH_CHECK(op);
+    return;
+  }
   qkv_split_rope_kernel<<<static_cast<unsigned>(S), cuda::kThreads, 0, stream_>>>(
       cuda::mat_of(q), cuda::mat_of(k), cuda::mat_of(v), cuda::mat_of(qkv), num_q_heads,
-      num_kv_heads, head_dim, pos_offset, theta);
+      num_kv_heads, head_dim, pos_offset, base, theta);
   FRT_CUDA_LAUNCH_CHECK(op);
 }
 

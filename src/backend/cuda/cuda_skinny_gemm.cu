@@ -1,4 +1,5 @@
 // Skinny weight-streaming GEMM: y[M,N] (=|+=) act(x[M,K] . w[N,K]^T + bias[N]) for M <= 64,
+// bf16 weights or (W8A16) fp8 E4M3 weights with a per-tensor scale,
 // the action expert's shapes (M = horizon 10 / 50; K x N = 1024x2560, 2048x1024, 1024x8192,
 // 4096x1024, 32x1024, 1024x32). Bound by reading w (bf16) once, so the design is about bytes in
 // flight and a short instruction path per warp, not arithmetic:
@@ -19,6 +20,9 @@
 //    PTX built for them) each CTA covers the whole K.
 //  - x in F32 (the action input) is split into hi + lo bf16 planes (two MMAs): the product stays
 //    within ~2^-16 of fp32 instead of rounding x to bf16.
+//  - FP8 weights: a lane's 16-byte vector is 16 k; it is dequantized to bf16 in registers with
+//    integer ops and one exact bf16x2 multiply (dequant_e4m3x16), x is staged permuted to match,
+//    and the per-tensor scale multiplies the fp32 sum in the epilogue. Half the bytes of bf16.
 //  - Epilogue fused: y = act(acc + bias) (+ y), fp32, rounded once (the CPU twin's order).
 // Covered by tests/gpu/test_cuda_skinny_gemm.cpp; timed by bench/bench_linear_cuda.cpp.
 #include <cuda_bf16.h>
@@ -52,7 +56,8 @@ constexpr int kTileRows = kWarps * 16;  // weight rows per CTA x warps along k
 constexpr int kMaxCluster = 8;          // portable cluster size
 
 struct SkinnyArgs {
-  const __nv_bfloat16* w;  // [N, K], row stride ldw
+  const void* w;  // [N, K] BF16 or F8E4M3, row stride ldw (elements)
+  const float* w_scale;  // F8E4M3: the per-tensor scale (device), else null
   int64_t ldw;
   const void* x;  // [M, K] BF16 or F32, row stride ldx
   int64_t ldx;
@@ -65,107 +70,40 @@ struct SkinnyArgs {
   int cluster;  // CTAs per cluster along grid x (the k-splits); 1 = no cluster
 };
 
-// 16 bytes of weights if `pred`, else zeros: one predicated load (no branch), not kept in L1,
-// 256-byte L2 prefetch (rows are read in 64*U-byte runs). volatile: never hoisted above the
-// bounds check that `pred` carries.
-__device__ __forceinline__ uint4 ldg_stream(const __nv_bfloat16* p, bool pred) {
-  uint4 v;
-  asm volatile(
-      "{\n\t.reg .pred p;\n\tsetp.ne.b32 p, %5, 0;\n\t"
-      "mov.b32 %0, 0;\n\tmov.b32 %1, 0;\n\tmov.b32 %2, 0;\n\tmov.b32 %3, 0;\n\t"
-      "@p ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0, %1, %2, %3}, [%4];\n\t}"
-      : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-      : "l"(p), "r"(static_cast<int>(pred)));
-  return v;
-}
-
-// 16 bytes global -> shared without registers (cp.async, L2 only); zeros when !pred (nothing
-// is read then, but the source must still be a valid address).
-__device__ __forceinline__ void cp_async16(void* dst, const void* src, bool pred) {
-  const unsigned d = static_cast<unsigned>(__cvta_generic_to_shared(dst));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(d), "l"(src),
-               "r"(pred ? 16 : 0)
-               : "memory");
-}
-__device__ __forceinline__ void cp_async_wait_all() {
-  asm volatile("cp.async.commit_group;\n\tcp.async.wait_group 0;" ::: "memory");
-}
-
-// d[4] += A[16x16] . B[16x8], bf16 in, fp32 accumulate (PTX fragment layout).
-__device__ __forceinline__ void mma_bf16(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2,
-                                         uint32_t a3, uint32_t b0, uint32_t b1) {
-  asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, "
-      "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
-
-__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
-  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);  // .x (low half) = lo
-  return *reinterpret_cast<const uint32_t*>(&v);
-}
-
-// f = hi + lo with hi = bf16(f), lo = bf16(f - hi): 8 floats -> two 16-byte bf16 vectors.
-__device__ __forceinline__ void split_bf16(const float (&f)[8], uint4& hi, uint4& lo) {
-  float h[8], l[8];
-#pragma unroll
-  for (int i = 0; i < 8; ++i) {
-    h[i] = __bfloat162float(__float2bfloat16_rn(f[i]));
-    l[i] = f[i] - h[i];  // exact in fp32
-  }
-  hi = make_uint4(pack_bf16(h[0], h[1]), pack_bf16(h[2], h[3]), pack_bf16(h[4], h[5]),
-                  pack_bf16(h[6], h[7]));
-  lo = make_uint4(pack_bf16(l[0], l[1]), pack_bf16(l[2], l[3]), pack_bf16(l[4], l[5]),
-                  pack_bf16(l[6], l[7]));
-}
-
-#if FRT_SKINNY_CLUSTERS
-// Cluster barrier halves. arrive has release semantics (this CTA's earlier shared-memory
-// writes and reads are ordered before it), wait has acquire semantics.
-__device__ __forceinline__ void cluster_arrive() {
-  asm volatile("barrier.cluster.arrive.aligned;" ::: "memory");
-}
-__device__ __forceinline__ void cluster_wait() {
-  asm volatile("barrier.cluster.wait.aligned;" ::: "memory");
-}
-// The shared::cluster address of `smem_addr` (a shared-window address) in CTA `rank`.
-__device__ __forceinline__ uint32_t map_rank(uint32_t smem_addr, int rank) {
-  uint32_t r;
-  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(r) : "r"(smem_addr), "r"(rank));
-  return r;
-}
-__device__ __forceinline__ float ld_cluster(uint32_t addr) {
-  float v;
-  asm volatile("ld.shared::cluster.f32 %0, [%1];" : "=f"(v) : "r"(addr) : "memory");
-  return v;
-}
-#endif
+#include "backend/cuda/cuda_skinny_gemm.cuh"  // device helpers (inside this namespace)
 
 constexpr int log2_of(int v) { return v <= 1 ? 0 : 1 + log2_of(v / 2); }
 
-// U 32-k steps of this lane's two weight rows (g and g + 8 of the warp's 16) from k0 on. Lanes
-// of a quad (t = 0..3) hold 32 consecutive k of a row; zeros past K / N.
-template <int U>
-__device__ __forceinline__ void load_w(uint4 (&dst)[U][2], const __nv_bfloat16* w_lo,
-                                       const __nv_bfloat16* w_hi, bool ok_lo, bool ok_hi, int k0,
+// U k-steps of this lane's two weight rows (g and g + 8 of the warp's 16) from k0 on. Lanes
+// of a quad (t = 0..3) hold 4 x 16 bytes of a row: 32 consecutive k of bf16, 64 of fp8 (ES:
+// bytes per weight); zeros past K / N.
+template <int U, int ES>
+__device__ __forceinline__ void load_w(uint4 (&dst)[U][2], const unsigned char* w_lo,
+                                       const unsigned char* w_hi, bool ok_lo, bool ok_hi, int k0,
                                        int ke) {
 #pragma unroll
   for (int u = 0; u < U; ++u) {
-    const int k = k0 + u * 32;
-    dst[u][0] = ldg_stream(w_lo + k, k < ke && ok_lo);
-    dst[u][1] = ldg_stream(w_hi + k, k < ke && ok_hi);
+    const int k = k0 + u * (64 / ES);
+    dst[u][0] = ldg_stream(w_lo + k * ES, k < ke && ok_lo);
+    dst[u][1] = ldg_stream(w_hi + k * ES, k < ke && ok_hi);
   }
 }
 
-// MT: m-tiles of 8 x rows (M <= 8 MT); U: 32-k steps per weight batch; WK: warps along k (the
-// CTA covers 128 / WK rows); XF32: x is F32 (hi + lo planes).
-template <int MT, int U, int WK, bool XF32>
+// MT: m-tiles of 8 x rows (M <= 8 MT); U: k-steps per weight batch; WK: warps along k (the
+// CTA covers 128 / WK rows); XF32: x is F32 (hi + lo planes); W8: weights F8E4M3 (W8A16: each
+// 16-byte vector is 16 k, dequantized to bf16 in registers; the scale is applied in the
+// epilogue), else BF16.
+template <int MT, int U, int WK, bool XF32, bool W8>
 __global__ void __launch_bounds__(kThreads, 2) skinny_gemm_kernel(const SkinnyArgs a) {
+  static_assert(!(W8 && XF32), "fp8 weights take bf16 x only");
   extern __shared__ __align__(16) unsigned char smem[];
+  constexpr int ES = W8 ? 1 : 2;        // bytes per weight
+  constexpr int VE = 16 / ES;           // weights per 16-byte vector
+  constexpr int kStepK = 4 * VE;        // k per step of a quad
   constexpr int MP = 8 * MT;            // x rows a stage holds
   constexpr int kWarpsN = kWarps / WK;  // warps along n
   constexpr int kRows = 16 * kWarpsN;   // R: weight rows per CTA
-  constexpr int kBatchK = 32 * U * WK;  // k per CTA batch (each warp: 32 U of it)
+  constexpr int kBatchK = kStepK * U * WK;  // k per CTA batch (each warp: kStepK U of it)
   constexpr int kPitch = kRows + 4;     // partial-tile row pitch (floats), bank-spread
 #if !FRT_SKINNY_CLUSTERS
   if (a.cluster > 1) __trap();  // the host never asks for a cluster from a pre-sm_90 build
@@ -178,17 +116,19 @@ __global__ void __launch_bounds__(kThreads, 2) skinny_gemm_kernel(const SkinnyAr
   const int ke = min(a.K, kb + a.ks);
   const int nbat = ke > kb ? (ke - kb + kBatchK - 1) / kBatchK : 0;
   const int stage_mask = (1 << (a.xs_log2 - log2_of(kBatchK))) - 1;  // batches per stage - 1
-  // Staged x row pitch in bytes: 2 * stage width is a multiple of 128; +64 puts rows g and g+1
-  // in different bank halves, so the quarter-warp phases of an LDS.128 are conflict-free.
-  const int x_pitch = (2 << a.xs_log2) + 64;
+  // Staged x row pitch in bytes: 2 * stage width is a multiple of 128; +64 (bf16: lanes read 16
+  // bytes at 16 t) or +16 (fp8: 32 bytes at 32 t) puts rows g and g+1 on disjoint banks, so the
+  // quarter-warp phases of an LDS.128 are conflict-free.
+  const int x_pitch = (2 << a.xs_log2) + (W8 ? 16 : 64);
   const int m_rows = (a.M + 7) & ~7;  // x rows of the m-tiles in use
 
   // This lane's weight rows; out-of-range rows point at row 0 and are never loaded.
   const int n_lo = n_base + wn * 16 + g, n_hi = n_lo + 8;
   const bool ok_lo = n_lo < a.N, ok_hi = n_hi < a.N;
-  const __nv_bfloat16* w_lo = a.w + static_cast<int64_t>(ok_lo ? n_lo : 0) * a.ldw;
-  const __nv_bfloat16* w_hi = a.w + static_cast<int64_t>(ok_hi ? n_hi : 0) * a.ldw;
-  const int k_lane = kb + wq * U * 32 + 8 * t;  // this lane's first k in batch 0
+  const unsigned char* wb8 = static_cast<const unsigned char*>(a.w);
+  const unsigned char* w_lo = wb8 + static_cast<int64_t>(ok_lo ? n_lo : 0) * a.ldw * ES;
+  const unsigned char* w_hi = wb8 + static_cast<int64_t>(ok_hi ? n_hi : 0) * a.ldw * ES;
+  const int k_lane = kb + wq * U * kStepK + VE * t;  // this lane's first k in batch 0
 
   float acc[MT][4];
 #pragma unroll
@@ -199,7 +139,15 @@ __global__ void __launch_bounds__(kThreads, 2) skinny_gemm_kernel(const SkinnyAr
   auto stage_x = [&](int k0) {
     const int sh = a.xs_log2 - 3, mask = (1 << sh) - 1;
     const int total = m_rows << sh;
-    if constexpr (!XF32) {
+    if constexpr (W8) {  // through registers: each 16-byte vector permuted for the dequant order
+      const __nv_bfloat16* x = static_cast<const __nv_bfloat16*>(a.x);
+      for (int i = threadIdx.x; i < total; i += kThreads) {
+        const int m = i >> sh, c = i & mask, k = k0 + 8 * c;
+        uint4 v = make_uint4(0u, 0u, 0u, 0u);
+        if (m < a.M && k < ke) v = permute_x8(__ldg(reinterpret_cast<const uint4*>(x + m * a.ldx + k)));
+        *reinterpret_cast<uint4*>(smem + m * x_pitch + 16 * c) = v;
+      }
+    } else if constexpr (!XF32) {
       const __nv_bfloat16* x = static_cast<const __nv_bfloat16*>(a.x);
       for (int i = threadIdx.x; i < total; i += kThreads) {
         const int m = i >> sh, c = i & mask, k = k0 + 8 * c;
@@ -232,18 +180,36 @@ __global__ void __launch_bounds__(kThreads, 2) skinny_gemm_kernel(const SkinnyAr
   auto multiply = [&](const uint4(&wv)[U][2], int col0) {
 #pragma unroll
     for (int u = 0; u < U; ++u) {
-      const unsigned char* xu = smem + g * x_pitch + col0 + 2 * (wq * U * 32 + 8 * t + 32 * u);
+      const unsigned char* xu =
+          smem + g * x_pitch + col0 + 2 * (wq * U * kStepK + VE * t + kStepK * u);
+      if constexpr (W8) {  // 16 k per vector: 4 MMAs per m-tile, x as two permuted vectors
+        uint32_t dl[8], dh[8];
+        dequant_e4m3x16(wv[u][0], dl);
+        dequant_e4m3x16(wv[u][1], dh);
 #pragma unroll
-      for (int j = 0; j < MT; ++j) {
-        if (8 * j >= a.M) continue;  // m-tile past M: nothing to compute
-        const unsigned char* xr = xu + 8 * j * x_pitch;
-        const uint4 xv = *reinterpret_cast<const uint4*>(xr);
-        mma_bf16(acc[j], wv[u][0].x, wv[u][1].x, wv[u][0].y, wv[u][1].y, xv.x, xv.y);
-        mma_bf16(acc[j], wv[u][0].z, wv[u][1].z, wv[u][0].w, wv[u][1].w, xv.z, xv.w);
-        if constexpr (XF32) {
-          const uint4 xl = *reinterpret_cast<const uint4*>(xr + MP * x_pitch);
-          mma_bf16(acc[j], wv[u][0].x, wv[u][1].x, wv[u][0].y, wv[u][1].y, xl.x, xl.y);
-          mma_bf16(acc[j], wv[u][0].z, wv[u][1].z, wv[u][0].w, wv[u][1].w, xl.z, xl.w);
+        for (int j = 0; j < MT; ++j) {
+          if (8 * j >= a.M) continue;
+          const unsigned char* xr = xu + 8 * j * x_pitch;
+          const uint4 x0 = *reinterpret_cast<const uint4*>(xr);
+          const uint4 x1 = *reinterpret_cast<const uint4*>(xr + 16);
+          mma_bf16(acc[j], dl[0], dh[0], dl[1], dh[1], x0.x, x0.y);
+          mma_bf16(acc[j], dl[2], dh[2], dl[3], dh[3], x0.z, x0.w);
+          mma_bf16(acc[j], dl[4], dh[4], dl[5], dh[5], x1.x, x1.y);
+          mma_bf16(acc[j], dl[6], dh[6], dl[7], dh[7], x1.z, x1.w);
+        }
+      } else {
+#pragma unroll
+        for (int j = 0; j < MT; ++j) {
+          if (8 * j >= a.M) continue;  // m-tile past M: nothing to compute
+          const unsigned char* xr = xu + 8 * j * x_pitch;
+          const uint4 xv = *reinterpret_cast<const uint4*>(xr);
+          mma_bf16(acc[j], wv[u][0].x, wv[u][1].x, wv[u][0].y, wv[u][1].y, xv.x, xv.y);
+          mma_bf16(acc[j], wv[u][0].z, wv[u][1].z, wv[u][0].w, wv[u][1].w, xv.z, xv.w);
+          if constexpr (XF32) {
+            const uint4 xl = *reinterpret_cast<const uint4*>(xr + MP * x_pitch);
+            mma_bf16(acc[j], wv[u][0].x, wv[u][1].x, wv[u][0].y, wv[u][1].y, xl.x, xl.y);
+            mma_bf16(acc[j], wv[u][0].z, wv[u][1].z, wv[u][0].w, wv[u][1].w, xl.z, xl.w);
+          }
         }
       }
     }
@@ -253,14 +219,14 @@ __global__ void __launch_bounds__(kThreads, 2) skinny_gemm_kernel(const SkinnyAr
   // unconditional (predicated off past K), so register sets never get copied.
   auto batch = [&](int b, uint4(&cur)[U][2]) {
     if (b < nbat) multiply(cur, 2 * (b & stage_mask) * kBatchK);  // uniform over the CTA
-    load_w<U>(cur, w_lo, w_hi, ok_lo, ok_hi, k_lane + (b + 2) * kBatchK, ke);
+    load_w<U, ES>(cur, w_lo, w_hi, ok_lo, ok_hi, k_lane + (b + 2) * kBatchK, ke);
   };
 
   // Two weight batches in flight per warp from the start. The weights depend on no earlier
   // kernel, so they are issued before waiting on it (programmatic dependent launch); x is not.
   uint4 wa[U][2], wb[U][2];
-  load_w<U>(wa, w_lo, w_hi, ok_lo, ok_hi, k_lane, ke);
-  load_w<U>(wb, w_lo, w_hi, ok_lo, ok_hi, k_lane + kBatchK, ke);
+  load_w<U, ES>(wa, w_lo, w_hi, ok_lo, ok_hi, k_lane, ke);
+  load_w<U, ES>(wb, w_lo, w_hi, ok_lo, ok_hi, k_lane + kBatchK, ke);
 #if FRT_SKINNY_CLUSTERS
   // Programmatic dependent launch (when launched with it): let the next kernel's CTAs start
   // (they too only prefetch weights before waiting), then wait for the previous kernel's
@@ -311,6 +277,7 @@ __global__ void __launch_bounds__(kThreads, 2) skinny_gemm_kernel(const SkinnyAr
   const int m_step = a.cluster * (kThreads / kRows);
   const bool live = n < a.N;
   const float bias_n = live ? cuda::load_vec(a.bias, n, 0.f) : 0.f;
+  const float w_scale = W8 ? *a.w_scale : 1.f;  // after griddepcontrol.wait: may be new
   constexpr int kGroup = 4;  // x rows per thread finished together
   float out[kGroup];
   int m_first = lin / kRows;
@@ -343,7 +310,7 @@ __global__ void __launch_bounds__(kThreads, 2) skinny_gemm_kernel(const SkinnyAr
     for (int i = 0; i < kGroup; ++i) {
       const int m = m_first + i * m_step;
       if (m >= a.M) continue;
-      float v = cuda::apply_act(a.act, out[i] + bias_n);
+      float v = cuda::apply_act(a.act, (W8 ? out[i] * w_scale : out[i]) + bias_n);
       if (a.accumulate) v += cuda::load(a.y, m, n);
       cuda::store(a.y, m, n, v);
     }
@@ -361,27 +328,41 @@ __global__ void __launch_bounds__(kThreads, 2) skinny_gemm_kernel(const SkinnyAr
 using KernelFn = void (*)(SkinnyArgs);
 
 int m_tiles_for(int64_t M) { return M <= 8 ? 1 : M <= 16 ? 2 : M <= 32 ? 4 : 8; }
-// 32-k steps per weight batch (two batches in flight per warp): 4 (8 loads of 16 bytes per lane
-// and batch) where registers allow, fewer where the accumulators / hi+lo x planes need them
-// (<= 128 registers for 2 CTAs per SM and no spills on sm_80/89/90a/120, per ptxas -v).
-constexpr int steps_for(int mt, bool xf32) { return mt >= 4 ? 1 : xf32 ? 2 : 4; }
-
-template <int MT, bool XF32>
-KernelFn kernel_of(int wk) {
-  constexpr int U = steps_for(MT, XF32);
-  return wk == 1 ? skinny_gemm_kernel<MT, U, 1, XF32> : skinny_gemm_kernel<MT, U, 2, XF32>;
+// Kernel variants: bf16 weights with bf16 x / with f32 x, fp8 weights with bf16 x.
+enum Variant : int { kVarBf16 = 0, kVarXf32 = 1, kVarW8 = 2, kVariants = 3 };
+Variant variant_of(DType x, DType w) {
+  return w == DType::kF8E4M3 ? kVarW8 : x == DType::kF32 ? kVarXf32 : kVarBf16;
 }
 
-KernelFn kernel_for(int mt, int wk, bool xf32) {
+// k-steps per weight batch (two batches in flight per warp): 4 (8 loads of 16 bytes per lane
+// and batch) where registers allow, fewer where the accumulators / hi+lo x planes need them
+// (<= 128 registers for 2 CTAs per SM and no spills on sm_80/89/90a/120, per ptxas -v). FP8: 2
+// (64 k per step, so the same 128 k per batch as bf16: k-splits stay as deep, half the bytes).
+constexpr int steps_for(int mt, int var) {
+  return mt >= 4 ? 1 : var == kVarXf32 ? 2 : var == kVarW8 ? 2 : 4;
+}
+constexpr int step_k(int var) { return var == kVarW8 ? 64 : 32; }
+
+template <int MT, int VAR>
+KernelFn kernel_of(int wk) {
+  constexpr int U = steps_for(MT, VAR);
+  constexpr bool XF32 = VAR == kVarXf32, W8 = VAR == kVarW8;
+  return wk == 1 ? skinny_gemm_kernel<MT, U, 1, XF32, W8> : skinny_gemm_kernel<MT, U, 2, XF32, W8>;
+}
+
+template <int MT>
+KernelFn kernel_mt(int wk, int var) {
+  return var == kVarW8 ? kernel_of<MT, kVarW8>(wk)
+         : var == kVarXf32 ? kernel_of<MT, kVarXf32>(wk)
+                           : kernel_of<MT, kVarBf16>(wk);
+}
+
+KernelFn kernel_for(int mt, int wk, int var) {
   switch (mt) {
-    case 1:
-      return xf32 ? kernel_of<1, true>(wk) : kernel_of<1, false>(wk);
-    case 2:
-      return xf32 ? kernel_of<2, true>(wk) : kernel_of<2, false>(wk);
-    case 4:
-      return xf32 ? kernel_of<4, true>(wk) : kernel_of<4, false>(wk);
-    default:
-      return xf32 ? kernel_of<8, true>(wk) : kernel_of<8, false>(wk);
+    case 1: return kernel_mt<1>(wk, var);
+    case 2: return kernel_mt<2>(wk, var);
+    case 4: return kernel_mt<4>(wk, var);
+    default: return kernel_mt<8>(wk, var);
   }
 }
 
@@ -393,9 +374,9 @@ struct Plan {
 };
 
 // Shared memory of a CTA: the x stage, reused by the partial tile.
-size_t smem_bytes(int mt, int wk, bool xf32, int xs_log2) {
+size_t smem_bytes(int mt, int wk, int var, int xs_log2) {
   const size_t mp = 8 * static_cast<size_t>(mt);
-  const size_t stage = (xf32 ? 2 : 1) * mp * ((size_t{2} << xs_log2) + 64);
+  const size_t stage = (var == kVarXf32 ? 2 : 1) * mp * ((size_t{2} << xs_log2) + 64);
   const size_t part = static_cast<size_t>(wk) * mp * (kTileRows / wk + 4) * sizeof(float);
   return std::max(stage, part);
 }
@@ -412,7 +393,7 @@ struct DeviceShape {
 // memory limit raised to `cap`. (Function attributes apply to the current device: one GPU per
 // process, like the rest of the backend.)
 struct KernelInfo {
-  bool clusters[2][4][2] = {};  // [xf32][m-tile index][wk - 1]
+  bool clusters[kVariants][4][2] = {};  // [variant][m-tile index][wk - 1]
 };
 
 int mt_index(int mt) { return mt == 1 ? 0 : mt == 2 ? 1 : mt == 4 ? 2 : 3; }
@@ -420,13 +401,13 @@ int mt_index(int mt) { return mt == 1 ? 0 : mt == 2 ? 1 : mt == 4 ? 2 : 3; }
 KernelInfo probe_kernels(int cap) {
   const char* op = "linear (skinny)";
   KernelInfo info;
-  for (int xf32 = 0; xf32 < 2; ++xf32)
+  for (int var = 0; var < kVariants; ++var)
     for (int mt : {1, 2, 4, 8})
       for (int wk : {1, 2}) {
-        const KernelFn fn = kernel_for(mt, wk, xf32 != 0);
+        const KernelFn fn = kernel_for(mt, wk, var);
         cudaFuncAttributes attr{};
         FRT_CUDA_CHECK(op, cudaFuncGetAttributes(&attr, fn));
-        info.clusters[xf32][mt_index(mt)][wk - 1] = attr.ptxVersion >= 90;
+        info.clusters[var][mt_index(mt)][wk - 1] = attr.ptxVersion >= 90;
         if (cap > 48 * 1024)
           FRT_CUDA_CHECK(
               op, cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, cap));
@@ -463,9 +444,9 @@ DeviceShape device_shape(int device) {
   return d;
 }
 
-bool kernel_has_clusters(int mt, int wk, bool xf32, int cap) {
+bool kernel_has_clusters(int mt, int wk, int var, int cap) {
   static const KernelInfo info = probe_kernels(cap);  // thread-safe once; retried if it threw
-  return info.clusters[xf32][mt_index(mt)][wk - 1];
+  return info.clusters[var][mt_index(mt)][wk - 1];
 }
 
 int log2_floor(int64_t v) {
@@ -477,21 +458,21 @@ int log2_floor(int64_t v) {
 // Tile and split for a shape: enough CTAs to keep every SM streaming (about two per SM), rows
 // per CTA as large as that allows (x is re-read once per row block), k-splits only as deep as
 // needed and at least one weight batch each; x staged for the CTA's whole k-range when it fits.
-Plan make_plan(const CudaBackend& be, int64_t M, int64_t N, int64_t K, bool xf32) {
+Plan make_plan(const CudaBackend& be, int64_t M, int64_t N, int64_t K, int var) {
   const DeviceShape dev = device_shape(be.device_index());
   Plan p;
   p.mt = m_tiles_for(M);
-  p.u = steps_for(p.mt, xf32);
+  p.u = steps_for(p.mt, var);
   const int64_t wide_blocks = (N + kTileRows - 1) / kTileRows;
   const bool arch_clusters = dev.major >= 9;
   p.wk = wide_blocks * (arch_clusters ? kMaxCluster : 1) >= dev.sms ? 1 : 2;
   // (kernel_has_clusters also raises the kernels' shared-memory limit: call it on every device)
-  const bool built_for_clusters = kernel_has_clusters(p.mt, p.wk, xf32, dev.smem_per_cta);
+  const bool built_for_clusters = kernel_has_clusters(p.mt, p.wk, var, dev.smem_per_cta);
   const bool clusters = arch_clusters && built_for_clusters;
   p.clusters = clusters;
   const int max_split = clusters ? kMaxCluster : 1;
   p.rows = kTileRows / p.wk;
-  p.batch_k = 32 * p.u * p.wk;
+  p.batch_k = step_k(var) * p.u * p.wk;
   p.blocks_n = (N + p.rows - 1) / p.rows;
   while (p.cluster < max_split && p.blocks_n * 2 * p.cluster <= 2 * static_cast<int64_t>(dev.sms) &&
          K >= 2 * static_cast<int64_t>(p.cluster) * p.batch_k)
@@ -499,11 +480,11 @@ Plan make_plan(const CudaBackend& be, int64_t M, int64_t N, int64_t K, bool xf32
   const int64_t per_split = (K + p.cluster - 1) / p.cluster;
   p.ks = (per_split + p.batch_k - 1) / p.batch_k * p.batch_k;
   // x stage: a power of two >= the batch k, covering ks if the shared memory allows.
-  const int64_t planes_mp = (xf32 ? 2 : 1) * 8 * static_cast<int64_t>(p.mt);
+  const int64_t planes_mp = (var == kVarXf32 ? 2 : 1) * 8 * static_cast<int64_t>(p.mt);
   const int64_t fit = (dev.smem_per_cta / planes_mp - 64) / 2;
   p.xs_log2 = log2_floor(p.batch_k) + 1;  // at least two batches (the loop takes pairs)
   while ((int64_t{1} << p.xs_log2) < p.ks && (int64_t{2} << p.xs_log2) <= fit) ++p.xs_log2;
-  p.smem = smem_bytes(p.mt, p.wk, xf32, p.xs_log2);
+  p.smem = smem_bytes(p.mt, p.wk, var, p.xs_log2);
   return p;
 }
 
@@ -516,6 +497,10 @@ bool skinny_gemm_supported(const Tensor& y, const Tensor& x, const Tensor& w, co
   const int64_t M = x.rows(), K = x.cols(), N = w.rows();
   if (M < 1 || M > kSkinnyMaxRows || N < 1 || K < 8 || K % 8 != 0) return false;
   if (K > (int64_t{1} << 30) || N > int64_t{65535} * 64) return false;  // int indices, grid y
+  if (w.dtype == DType::kF8E4M3) {  // W8A16: bf16 x, 16 k per weight vector
+    if (!w.quant || K % 16 != 0 || w.ld() % 16 != 0 || !aligned16(w.data)) return false;
+    return x.dtype == DType::kBF16 && x.ld() % 8 == 0 && aligned16(x.data);
+  }
   if (w.dtype != DType::kBF16 || w.ld() % 8 != 0 || !aligned16(w.data)) return false;
   if (x.dtype == DType::kBF16) return x.ld() % 8 == 0 && aligned16(x.data);
   if (x.dtype == DType::kF32) return x.ld() % 4 == 0 && aligned16(x.data);
@@ -529,10 +514,18 @@ bool skinny_gemm_supported(const Tensor& y, const Tensor& x, const Tensor& w, co
 // benchmark whenever the kernel changes.
 constexpr int64_t kRouteMaxRows = 16;
 constexpr int64_t kRouteMaxWeightBytes = int64_t{9} << 20;
+// FP8 weights (W8A16): the alternative is quantizing x plus an FP8 cuBLASLt GEMM (two launches,
+// W8A8). Measured on an H100 (bench/bench_fp8_cuda.cpp, graphs of back-to-back launches, us per
+// launch, skinny vs quantize + cuBLASLt): M = 10 qkv 5.10 vs 5.24, o 4.63 vs 5.50, down 5.65 vs
+// 6.77, gate_up (8 MB) 10.1 vs 6.8; M = 50 the cuBLASLt path wins everywhere (8.7 vs 5.4 qkv).
+constexpr int64_t kRouteMaxRowsFp8 = 16;
+constexpr int64_t kRouteMaxWeightBytesFp8 = int64_t{5} << 20;
 
 bool skinny_gemm_would_handle(const CudaBackend& be, const Tensor& y, const Tensor& x,
                               const Tensor& w, const Tensor* bias) {
   if (!be.skinny_gemm_enabled() || !skinny_gemm_supported(y, x, w, bias)) return false;
+  if (w.dtype == DType::kF8E4M3)
+    return x.rows() <= kRouteMaxRowsFp8 && w.rows() * x.cols() <= kRouteMaxWeightBytesFp8;
   return x.rows() <= kRouteMaxRows && w.rows() * x.cols() * 2 <= kRouteMaxWeightBytes;
 }
 
@@ -542,11 +535,12 @@ void skinny_gemm(CudaBackend& be, Tensor y, Tensor x, Tensor w, const Tensor* bi
   cuda::check_arg(skinny_gemm_supported(y, x, w, bias), op,
                   "operands outside the skinny kernel's domain (see skinny_gemm_supported)");
   const int64_t M = x.rows(), K = x.cols(), N = w.rows();
-  const bool xf32 = x.dtype == DType::kF32;
-  const Plan p = make_plan(be, M, N, K, xf32);
+  const int var = variant_of(x.dtype, w.dtype);
+  const Plan p = make_plan(be, M, N, K, var);
 
   SkinnyArgs args;
-  args.w = static_cast<const __nv_bfloat16*>(w.data);
+  args.w = w.data;
+  args.w_scale = var == kVarW8 ? w.quant->w_scale : nullptr;
   args.ldw = w.ld();
   args.x = x.data;
   args.ldx = x.ld();
@@ -582,13 +576,13 @@ void skinny_gemm(CudaBackend& be, Tensor y, Tensor x, Tensor w, const Tensor* bi
   }
   cfg.attrs = attrs;
   cfg.numAttrs = static_cast<unsigned>(n_attrs);
-  FRT_CUDA_CHECK(op, cudaLaunchKernelEx(&cfg, kernel_for(p.mt, p.wk, xf32), args));
+  FRT_CUDA_CHECK(op, cudaLaunchKernelEx(&cfg, kernel_for(p.mt, p.wk, var), args));
   FRT_CUDA_LAUNCH_CHECK(op);
 }
 
 std::string skinny_gemm_plan(const CudaBackend& be, int64_t M, int64_t N, int64_t K,
-                             DType x_dtype) {
-  const Plan p = make_plan(be, M, N, K, x_dtype == DType::kF32);
+                             DType x_dtype, DType w_dtype) {
+  const Plan p = make_plan(be, M, N, K, variant_of(x_dtype, w_dtype));
   std::ostringstream os;
   os << "m_tiles=" << p.mt << " steps/batch=" << p.u << " rows/cta=" << p.rows
      << " k_split=" << p.cluster << (p.cluster > 1 ? " (cluster)" : "")

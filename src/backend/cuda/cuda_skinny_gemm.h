@@ -19,15 +19,17 @@ class CudaBackend;
 // Most x rows the skinny kernel takes.
 inline constexpr int64_t kSkinnyMaxRows = 64;
 
-// Whether the skinny kernel can run linear(y, x, w, bias, ...): 1 <= M <= 64, w BF16, x BF16 or
-// F32, K a multiple of 8, x and w rows 16-byte aligned (address and row stride). y (F32/BF16,
+// Whether the skinny kernel can run linear(y, x, w, bias, ...): 1 <= M <= 64, w BF16 with x BF16
+// or F32 and K a multiple of 8, or w F8E4M3 (with its QuantInfo) with x BF16 and K a multiple of
+// 16; x and w rows 16-byte aligned (address and row stride). y (F32/BF16,
 // any row stride), bias, activation and accumulate never matter. Operands are assumed already
 // checked by linear().
 bool skinny_gemm_supported(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor* bias);
 
 // Whether CudaBackend::linear routes this call to the skinny kernel: routing on
 // (CudaBackend::set_skinny_gemm_enabled), supported, and a shape where it measured faster than
-// cuBLASLt inside CUDA graphs (M <= 16 and at most 9 MB of weights; see cuda_skinny_gemm.cu).
+// cuBLASLt inside CUDA graphs (bf16: M <= 16 and at most 9 MB of weights; fp8: see
+// cuda_skinny_gemm.cu).
 bool skinny_gemm_would_handle(const CudaBackend& be, const Tensor& y, const Tensor& x,
                               const Tensor& w, const Tensor* bias);
 
@@ -39,6 +41,7 @@ void skinny_gemm(CudaBackend& be, Tensor y, Tensor x, Tensor w, const Tensor* bi
 
 // The launch the kernel would make for this shape on be's device, for logs and benchmarks, e.g.
 // "m_tiles=2 steps/batch=4 rows/cta=128 k_split=8 (cluster) ctas=160 k/cta=128 ...".
-std::string skinny_gemm_plan(const CudaBackend& be, int64_t M, int64_t N, int64_t K, DType x_dtype);
+std::string skinny_gemm_plan(const CudaBackend& be, int64_t M, int64_t N, int64_t K, DType x_dtype,
+                             DType w_dtype = DType::kBF16);
 
 }  // namespace frt

@@ -1,0 +1,111 @@
+// Device helpers of the skinny weight-streaming GEMM (cuda_skinny_gemm.cu): streaming loads,
+// cp.async, the bf16 MMA, the F32-x hi/lo split, the FP8 (E4M3) -> bf16 register dequantization
+// and the cluster barrier / distributed-shared-memory accessors (sm_90+). Included by
+// cuda_skinny_gemm.cu only (inside its anonymous namespace).
+// Covered by tests/gpu/test_cuda_skinny_gemm.cpp and tests/gpu/test_cuda_fp8.cpp.
+#pragma once
+
+// 16 bytes of weights if `pred`, else zeros: one predicated load (no branch), not kept in L1,
+// 256-byte L2 prefetch (rows are read in 64*U-byte runs). volatile: never hoisted above the
+// bounds check that `pred` carries.
+__device__ __forceinline__ uint4 ldg_stream(const void* p, bool pred) {
+  uint4 v;
+  asm volatile(
+      "{\n\t.reg .pred p;\n\tsetp.ne.b32 p, %5, 0;\n\t"
+      "mov.b32 %0, 0;\n\tmov.b32 %1, 0;\n\tmov.b32 %2, 0;\n\tmov.b32 %3, 0;\n\t"
+      "@p ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0, %1, %2, %3}, [%4];\n\t}"
+      : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+      : "l"(p), "r"(static_cast<int>(pred)));
+  return v;
+}
+
+// 16 bytes global -> shared without registers (cp.async, L2 only); zeros when !pred (nothing
+// is read then, but the source must still be a valid address).
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, bool pred) {
+  const unsigned d = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(d), "l"(src),
+               "r"(pred ? 16 : 0)
+               : "memory");
+}
+__device__ __forceinline__ void cp_async_wait_all() {
+  asm volatile("cp.async.commit_group;\n\tcp.async.wait_group 0;" ::: "memory");
+}
+
+// d[4] += A[16x16] . B[16x8], bf16 in, fp32 accumulate (PTX fragment layout).
+__device__ __forceinline__ void mma_bf16(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2,
+                                         uint32_t a3, uint32_t b0, uint32_t b1) {
+  asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, "
+      "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
+  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);  // .x (low half) = lo
+  return *reinterpret_cast<const uint32_t*>(&v);
+}
+
+// f = hi + lo with hi = bf16(f), lo = bf16(f - hi): 8 floats -> two 16-byte bf16 vectors.
+__device__ __forceinline__ void split_bf16(const float (&f)[8], uint4& hi, uint4& lo) {
+  float h[8], l[8];
+#pragma unroll
+  for (int i = 0; i < 8; ++i) {
+    h[i] = __bfloat162float(__float2bfloat16_rn(f[i]));
+    l[i] = f[i] - h[i];  // exact in fp32
+  }
+  hi = make_uint4(pack_bf16(h[0], h[1]), pack_bf16(h[2], h[3]), pack_bf16(h[4], h[5]),
+                  pack_bf16(h[6], h[7]));
+  lo = make_uint4(pack_bf16(l[0], l[1]), pack_bf16(l[2], l[3]), pack_bf16(l[4], l[5]),
+                  pack_bf16(l[6], l[7]));
+}
+
+#if FRT_SKINNY_CLUSTERS
+// Cluster barrier halves. arrive has release semantics (this CTA's earlier shared-memory
+// writes and reads are ordered before it), wait has acquire semantics.
+__device__ __forceinline__ void cluster_arrive() {
+  asm volatile("barrier.cluster.arrive.aligned;" ::: "memory");
+}
+__device__ __forceinline__ void cluster_wait() {
+  asm volatile("barrier.cluster.wait.aligned;" ::: "memory");
+}
+// The shared::cluster address of `smem_addr` (a shared-window address) in CTA `rank`.
+__device__ __forceinline__ uint32_t map_rank(uint32_t smem_addr, int rank) {
+  uint32_t r;
+  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(r) : "r"(smem_addr), "r"(rank));
+  return r;
+}
+__device__ __forceinline__ float ld_cluster(uint32_t addr) {
+  float v;
+  asm volatile("ld.shared::cluster.f32 %0, [%1];" : "=f"(v) : "r"(addr) : "memory");
+  return v;
+}
+#endif
+
+// 16 E4M3 bytes (k0..k0+15 of one weight row) -> 8 bf16x2 words, exactly. d[2j] holds k 4j and
+// 4j+2, d[2j+1] k 4j+1 and 4j+3 (the staged x is permuted the same way, see permute_x8). Bit
+// moves put the E4M3 sign, exponent and mantissa into bf16 fields with an exponent bias of 127
+// instead of 7, i.e. the value times 2^-120 (E4M3 subnormals land on bf16 subnormals, exactly);
+// one bf16x2 multiply by 2^120 (exact: a power of two, subnormals supported) restores it.
+// Integer ops + one FMA per two weights: no F2F conversions, whose rate would cap the stream.
+__device__ __forceinline__ uint32_t bf16x2_times_2p120(uint32_t v) {
+  uint32_t r;
+  asm("fma.rn.bf16x2 %0, %1, %2, %3;" : "=r"(r) : "r"(v), "r"(0x7B807B80u), "r"(0x80008000u));
+  return r;
+}
+__device__ __forceinline__ void dequant_e4m3x16(const uint4& v, uint32_t (&d)[8]) {
+  const uint32_t q[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    const uint32_t odd = (q[j] & 0x80008000u) | ((q[j] & 0x7F007F00u) >> 4);  // bytes 1, 3
+    const uint32_t s = q[j] << 8;                                              // bytes 0, 2
+    const uint32_t even = (s & 0x80008000u) | ((s & 0x7F007F00u) >> 4);
+    d[2 * j] = bf16x2_times_2p120(even);
+    d[2 * j + 1] = bf16x2_times_2p120(odd);
+  }
+}
+// 8 bf16 of x (k 0..7) -> the order dequant_e4m3x16 produces: (0,2) (1,3) (4,6) (5,7).
+__device__ __forceinline__ uint4 permute_x8(const uint4& v) {
+  return make_uint4(__byte_perm(v.x, v.y, 0x5410), __byte_perm(v.x, v.y, 0x7632),
+                    __byte_perm(v.z, v.w, 0x5410), __byte_perm(v.z, v.w, 0x7632));
+}
+
