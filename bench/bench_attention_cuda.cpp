@@ -18,7 +18,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
-#include <random>
 #include <string>
 #include <vector>
 
@@ -27,19 +26,10 @@
 #include "backend/cuda/cuda_flash_attention.h"
 #include "core/status.h"
 #include "core/tensor.h"
+#include "bench_cuda_common.h"
 
 namespace {
 using namespace frt;
-
-#define BENCH_CHECK(call)                                                                  \
-  do {                                                                                     \
-    const cudaError_t e_ = (call);                                                         \
-    if (e_ != cudaSuccess) {                                                               \
-      std::fprintf(stderr, "%s:%d: %s failed: %s\n", __FILE__, __LINE__, #call,            \
-                   cudaGetErrorString(e_));                                                \
-      std::exit(1);                                                                        \
-    }                                                                                      \
-  } while (0)
 
 constexpr int kCallsPerGraph = 20;
 constexpr int kWarmupReplays = 3;
@@ -58,18 +48,10 @@ struct Case {
   double bytes = 0;         // q, k, v read once + out written once
 };
 
-std::mt19937_64 rng(12345);
+bench::RandomTensors random_tensor(12345);
 
 Tensor random_bf16(Backend& be, int64_t rows, int64_t cols, float range, const char* what) {
-  Tensor t = be.alloc(DType::kBF16, {rows, cols}, what);
-  std::uniform_real_distribution<float> dist(-range, range);
-  std::vector<uint16_t> h(static_cast<size_t>(rows * cols));
-  for (uint16_t& x : h) {
-    do x = f32_to_bf16(dist(rng));
-    while (bf16_to_f32(x) == 0.f);
-  }
-  be.copy_to_device(t, h.data(), h.size() * 2);
-  return t;
+  return random_tensor(be, DType::kBF16, rows, cols, -range, range, what);
 }
 
 double attn_flops(int64_t sq, int64_t skv, int hq, int d) { return 4.0 * sq * skv * hq * d; }
@@ -118,36 +100,11 @@ void run_once(Backend& be, const Case& c) {
   for (const Call& k : c.calls) be.attention(k.out, k.q, k.k, k.v, k.p);
 }
 
-// Median microseconds per case execution, timed over graph replays.
+// Median microseconds per case execution, timed over graph replays (no eager run first).
 double time_case(CudaBackend& be, const Case& c) {
-  const cudaStream_t st = be.stream();
-  cudaGraph_t graph = nullptr;
-  BENCH_CHECK(cudaStreamBeginCapture(st, cudaStreamCaptureModeGlobal));
-  for (int i = 0; i < kCallsPerGraph; ++i) run_once(be, c);
-  BENCH_CHECK(cudaStreamEndCapture(st, &graph));
-  cudaGraphExec_t exec = nullptr;
-  BENCH_CHECK(cudaGraphInstantiate(&exec, graph, 0));
-  for (int i = 0; i < kWarmupReplays; ++i) BENCH_CHECK(cudaGraphLaunch(exec, st));
-  cudaEvent_t e0, e1;
-  BENCH_CHECK(cudaEventCreate(&e0));
-  BENCH_CHECK(cudaEventCreate(&e1));
-  std::vector<double> us;
-  for (int i = 0; i < kTimedReplays; ++i) {
-    BENCH_CHECK(cudaEventRecord(e0, st));
-    BENCH_CHECK(cudaGraphLaunch(exec, st));
-    BENCH_CHECK(cudaEventRecord(e1, st));
-    BENCH_CHECK(cudaEventSynchronize(e1));
-    float ms = 0;
-    BENCH_CHECK(cudaEventElapsedTime(&ms, e0, e1));
-    us.push_back(1000.0 * ms / kCallsPerGraph);
-  }
-  BENCH_CHECK(cudaGetLastError());
-  cudaEventDestroy(e0);
-  cudaEventDestroy(e1);
-  cudaGraphExecDestroy(exec);
-  cudaGraphDestroy(graph);
-  std::sort(us.begin(), us.end());
-  return us[us.size() / 2];
+  return bench::median(bench::time_graph_replays(
+      be.stream(), {kCallsPerGraph, 0, kWarmupReplays, 0, kTimedReplays},
+      [&](int) { run_once(be, c); }));
 }
 
 // Dense bf16 tensor-core FLOP per clock per SM (mma with fp32 accumulation).

@@ -29,90 +29,26 @@
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_skinny_gemm.h"
 #include "core/tensor.h"
+#include "bench_cuda_common.h"
 
 namespace {
+namespace bench = frt::bench;
 using frt::Activation;
 using frt::DType;
 using frt::Tensor;
 
-void cuda_ok(cudaError_t e, const char* call, int line) {
-  if (e == cudaSuccess) return;
-  std::fprintf(stderr, "bench_fp8_cuda:%d: %s failed: %s\n", line, call, cudaGetErrorString(e));
-  std::exit(1);
+// The bench's protocol: 3 eager launches, then of 17 timed replays the first 2 are dropped.
+// Microseconds per launch (median): `launch(i)` captured L times into one graph, replayed.
+double time_graph(cudaStream_t stream, int L, const std::function<void(int)>& launch) {
+  return bench::median(bench::time_graph_replays(stream, {L, 3, 0, 2, 15}, launch));
 }
-#define CK(call) cuda_ok((call), #call, __LINE__)
 
 frt::HostTensor host_random(std::vector<int64_t> shape, float r, uint64_t seed) {
   frt::HostTensor h(DType::kF32, shape);
-  float* p = h.as<float>();
-  uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
-  for (int64_t i = 0; i < h.numel(); ++i) {
-    s ^= s << 13;
-    s ^= s >> 7;
-    s ^= s << 17;
-    float v = (static_cast<float>(s >> 40) / 16777216.f * 2.f - 1.f) * r;
-    p[i] = v == 0.f ? r * 0.5f : v;
-  }
+  const std::vector<uint8_t> b =
+      bench::random_bytes(static_cast<size_t>(h.numel()), DType::kF32, r, seed);
+  std::memcpy(h.data(), b.data(), b.size());
   return h;
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
-double copy_bandwidth(cudaStream_t stream) {
-  const size_t bytes = size_t{1} << 30;
-  void *a = nullptr, *b = nullptr;
-  CK(cudaMalloc(&a, bytes));
-  CK(cudaMalloc(&b, bytes));
-  CK(cudaMemsetAsync(a, 1, bytes, stream));
-  cudaEvent_t e0, e1;
-  CK(cudaEventCreate(&e0));
-  CK(cudaEventCreate(&e1));
-  std::vector<double> ms;
-  for (int i = 0; i < 10; ++i) {
-    CK(cudaEventRecord(e0, stream));
-    CK(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, stream));
-    CK(cudaEventRecord(e1, stream));
-    CK(cudaEventSynchronize(e1));
-    float t = 0;
-    CK(cudaEventElapsedTime(&t, e0, e1));
-    if (i >= 2) ms.push_back(t);
-  }
-  CK(cudaFree(a));
-  CK(cudaFree(b));
-  return 2.0 * static_cast<double>(bytes) / (median(ms) * 1e-3) / 1e9;
-}
-
-// Microseconds per launch: `launch(i)` captured L times into one graph, replayed.
-double time_graph(cudaStream_t stream, int L, const std::function<void(int)>& launch) {
-  for (int i = 0; i < 3; ++i) launch(i);
-  CK(cudaStreamSynchronize(stream));
-  cudaGraph_t graph = nullptr;
-  CK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
-  for (int i = 0; i < L; ++i) launch(i);
-  CK(cudaStreamEndCapture(stream, &graph));
-  cudaGraphExec_t exec = nullptr;
-  CK(cudaGraphInstantiate(&exec, graph, 0));
-  cudaEvent_t e0, e1;
-  CK(cudaEventCreate(&e0));
-  CK(cudaEventCreate(&e1));
-  std::vector<double> us;
-  for (int r = 0; r < 17; ++r) {
-    CK(cudaEventRecord(e0, stream));
-    CK(cudaGraphLaunch(exec, stream));
-    CK(cudaEventRecord(e1, stream));
-    CK(cudaEventSynchronize(e1));
-    float t = 0;
-    CK(cudaEventElapsedTime(&t, e0, e1));
-    if (r >= 2) us.push_back(t * 1e3 / L);
-  }
-  CK(cudaGraphExecDestroy(exec));
-  CK(cudaGraphDestroy(graph));
-  CK(cudaEventDestroy(e0));
-  CK(cudaEventDestroy(e1));
-  return median(us);
 }
 
 // Cosine between two device tensors of the same shape (any float dtype).
@@ -138,7 +74,7 @@ std::vector<Tensor> rotation(frt::Backend& be, const Tensor& w, size_t min_bytes
   std::vector<Tensor> out{w};
   while (out.size() * w.nbytes() < min_bytes) {
     Tensor c = be.alloc(w.dtype, {w.rows(), w.cols()}, "bench weight copy");
-    CK(cudaMemcpy(c.data, w.data, w.nbytes(), cudaMemcpyDeviceToDevice));
+    BENCH_CHECK(cudaMemcpy(c.data, w.data, w.nbytes(), cudaMemcpyDeviceToDevice));
     c.quant = w.quant;
     out.push_back(c);
   }
@@ -146,10 +82,9 @@ std::vector<Tensor> rotation(frt::Backend& be, const Tensor& w, size_t min_bytes
 }
 
 void x_random(frt::Backend& be, const Tensor& x, uint64_t seed) {
-  frt::HostTensor h = host_random({x.rows(), x.cols()}, 1.f, seed);
-  std::vector<uint16_t> b(static_cast<size_t>(x.numel()));
-  for (size_t i = 0; i < b.size(); ++i) b[i] = frt::f32_to_bf16(h.as<float>()[i]);
-  be.copy_to_device(x, b.data(), b.size() * 2);
+  const std::vector<uint8_t> b =
+      bench::random_bytes(static_cast<size_t>(x.numel()), DType::kBF16, 1.f, seed);
+  be.copy_to_device(x, b.data(), b.size());
 }
 }  // namespace
 
@@ -162,7 +97,7 @@ int main() {
   std::unique_ptr<frt::Backend> be = frt::make_cuda_backend(0, frt::Precision::kFP8);
   frt::CudaBackend& cb = dynamic_cast<frt::CudaBackend&>(*be);
   const cudaStream_t st = cb.stream();
-  const double copy_gbs = copy_bandwidth(st);
+  const double copy_gbs = bench::copy_bandwidth(st, 10);
   std::printf("device copy bandwidth (read + write): %.0f GB/s\n\n", copy_gbs);
 
   // ---- 1. skinny

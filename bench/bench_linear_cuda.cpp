@@ -32,17 +32,12 @@
 #include "backend/cuda/cuda_skinny_gemm.h"
 #include "core/status.h"
 #include "core/tensor.h"
+#include "bench_cuda_common.h"
 
 namespace {
+namespace bench = frt::bench;
 using frt::Activation;
 using frt::DType;
-
-void cuda_ok(cudaError_t e, const char* call, int line) {
-  if (e == cudaSuccess) return;
-  std::fprintf(stderr, "bench_linear_cuda:%d: %s failed: %s\n", line, call, cudaGetErrorString(e));
-  std::exit(1);
-}
-#define CK(call) cuda_ok((call), #call, __LINE__)
 
 constexpr int kLaunchesPerGraph = 200;
 constexpr int kReplays = 20;
@@ -55,31 +50,11 @@ struct Shape {
   bool bias;
 };
 
-// Uniform in [-r, r], never 0, as raw values of `dtype` (xorshift: fast for 100 MB of weights).
-std::vector<uint8_t> random_bytes(size_t n, DType dtype, float r, uint64_t seed) {
-  std::vector<uint8_t> out(n * frt::dtype_size(dtype));
-  uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
-  for (size_t i = 0; i < n; ++i) {
-    s ^= s << 13;
-    s ^= s >> 7;
-    s ^= s << 17;
-    float v = (static_cast<float>(s >> 40) / 16777216.f * 2.f - 1.f) * r;
-    if (v == 0.f) v = r * 0.5f;
-    if (dtype == DType::kF32) {
-      std::memcpy(out.data() + 4 * i, &v, 4);
-    } else {
-      const uint16_t h = frt::f32_to_bf16(v);
-      std::memcpy(out.data() + 2 * i, &h, 2);
-    }
-  }
-  return out;
-}
-
 void* device_random(size_t n, DType dtype, float r, uint64_t seed) {
-  const std::vector<uint8_t> host = random_bytes(n, dtype, r, seed);
+  const std::vector<uint8_t> host = bench::random_bytes(n, dtype, r, seed);
   void* p = nullptr;
-  CK(cudaMalloc(&p, host.size()));
-  CK(cudaMemcpy(p, host.data(), host.size(), cudaMemcpyHostToDevice));
+  BENCH_CHECK(cudaMalloc(&p, host.size()));
+  BENCH_CHECK(cudaMemcpy(p, host.data(), host.size(), cudaMemcpyHostToDevice));
   return p;
 }
 
@@ -87,78 +62,22 @@ frt::Tensor view(void* p, DType dtype, int64_t rows, int64_t cols) {
   return frt::make_view(p, dtype, frt::Device::kCuda, {rows, cols});
 }
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
-// Device-to-device copy bandwidth in GB/s, counting bytes read plus bytes written.
-double copy_bandwidth(cudaStream_t stream) {
-  const size_t bytes = size_t{1} << 30;
-  void *a = nullptr, *b = nullptr;
-  CK(cudaMalloc(&a, bytes));
-  CK(cudaMalloc(&b, bytes));
-  CK(cudaMemsetAsync(a, 1, bytes, stream));
-  cudaEvent_t e0, e1;
-  CK(cudaEventCreate(&e0));
-  CK(cudaEventCreate(&e1));
-  std::vector<double> ms;
-  for (int i = 0; i < 12; ++i) {
-    CK(cudaEventRecord(e0, stream));
-    CK(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, stream));
-    CK(cudaEventRecord(e1, stream));
-    CK(cudaEventSynchronize(e1));
-    float t = 0;
-    CK(cudaEventElapsedTime(&t, e0, e1));
-    if (i >= 2) ms.push_back(t);  // two warm-ups
-  }
-  CK(cudaEventDestroy(e0));
-  CK(cudaEventDestroy(e1));
-  CK(cudaFree(a));
-  CK(cudaFree(b));
-  return 2.0 * static_cast<double>(bytes) / (median(ms) * 1e-3) / 1e9;
-}
-
 struct Timing {
   double median_us = 0, min_us = 0;
 };
 
 // `launch(i)` issues launch i of the rotation; captured `launches` times into one graph and
-// replayed; returns the time per launch.
+// replayed (3 eager launches first, 1 untimed replay, kReplays timed); returns the time per launch.
 template <typename Fn>
 Timing time_graph(cudaStream_t stream, int launches, Fn&& launch) {
-  for (int i = 0; i < 3; ++i) launch(i);  // warm-up: plans, module load
-  CK(cudaStreamSynchronize(stream));
-  cudaGraph_t graph = nullptr;
-  CK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
-  for (int i = 0; i < launches; ++i) launch(i);
-  CK(cudaStreamEndCapture(stream, &graph));
-  cudaGraphExec_t exec = nullptr;
-  CK(cudaGraphInstantiate(&exec, graph, 0));
-  cudaEvent_t e0, e1;
-  CK(cudaEventCreate(&e0));
-  CK(cudaEventCreate(&e1));
-  CK(cudaGraphLaunch(exec, stream));  // warm replay
-  std::vector<double> us;
-  for (int r = 0; r < kReplays; ++r) {
-    CK(cudaEventRecord(e0, stream));
-    CK(cudaGraphLaunch(exec, stream));
-    CK(cudaEventRecord(e1, stream));
-    CK(cudaEventSynchronize(e1));
-    float t = 0;
-    CK(cudaEventElapsedTime(&t, e0, e1));
-    us.push_back(1e3 * t / launches);
-  }
-  CK(cudaEventDestroy(e0));
-  CK(cudaEventDestroy(e1));
-  CK(cudaGraphExecDestroy(exec));
-  CK(cudaGraphDestroy(graph));
-  return {median(us), *std::min_element(us.begin(), us.end())};
+  const std::vector<double> us =
+      bench::time_graph_replays(stream, {launches, 3, 1, 0, kReplays}, launch);
+  return {bench::median(us), *std::min_element(us.begin(), us.end())};
 }
 
 std::vector<float> to_host_f32(const void* p, DType dtype, size_t n) {
   std::vector<uint8_t> bytes(n * frt::dtype_size(dtype));
-  CK(cudaMemcpy(bytes.data(), p, bytes.size(), cudaMemcpyDeviceToHost));
+  BENCH_CHECK(cudaMemcpy(bytes.data(), p, bytes.size(), cudaMemcpyDeviceToHost));
   std::vector<float> out(n);
   frt::convert_to_f32(bytes.data(), dtype, out.data(), n);
   return out;
@@ -171,21 +90,23 @@ void run_case(frt::CudaBackend& be, const Shape& s, int64_t M, double copy_gbps)
       static_cast<int>(std::max<size_t>(4, (kMinRotationBytes + w_bytes - 1) / w_bytes));
   const float wr = 2.f / std::sqrt(static_cast<float>(K));
   char* w_all = nullptr;
-  CK(cudaMalloc(&w_all, w_bytes * copies));
+  BENCH_CHECK(cudaMalloc(&w_all, w_bytes * copies));
   {
-    const std::vector<uint8_t> host = random_bytes(static_cast<size_t>(N * K), DType::kBF16, wr, 1);
-    CK(cudaMemcpy(w_all, host.data(), w_bytes, cudaMemcpyHostToDevice));
+    const std::vector<uint8_t> host =
+        bench::random_bytes(static_cast<size_t>(N * K), DType::kBF16, wr, 1);
+    BENCH_CHECK(cudaMemcpy(w_all, host.data(), w_bytes, cudaMemcpyHostToDevice));
     for (int c = 1; c < copies; ++c)
-      CK(cudaMemcpy(w_all + c * w_bytes, w_all, w_bytes, cudaMemcpyDeviceToDevice));
+      BENCH_CHECK(cudaMemcpy(w_all + c * w_bytes, w_all, w_bytes, cudaMemcpyDeviceToDevice));
   }
   void* x = device_random(static_cast<size_t>(M * K), s.xt, 1.f, 2);
   void* bias = s.bias ? device_random(static_cast<size_t>(N), DType::kF32, 0.5f, 3) : nullptr;
   void *y_sk = nullptr, *y_lt = nullptr;
   const size_t y_bytes = static_cast<size_t>(M * N) * frt::dtype_size(s.yt);
-  CK(cudaMalloc(&y_sk, y_bytes));
-  CK(cudaMalloc(&y_lt, y_bytes));
-  CK(cudaMemset(y_sk, 0xFF, y_bytes));  // NaN poison: an unwritten element fails the check
-  CK(cudaMemset(y_lt, 0xFF, y_bytes));
+  BENCH_CHECK(cudaMalloc(&y_sk, y_bytes));
+  BENCH_CHECK(cudaMalloc(&y_lt, y_bytes));
+  // NaN poison: an unwritten element fails the check.
+  BENCH_CHECK(cudaMemset(y_sk, 0xFF, y_bytes));
+  BENCH_CHECK(cudaMemset(y_lt, 0xFF, y_bytes));
 
   const frt::Tensor xt = view(x, s.xt, M, K);
   const frt::Tensor bt = bias ? view(bias, DType::kF32, 1, N) : frt::Tensor{};
@@ -246,11 +167,11 @@ void run_case(frt::CudaBackend& be, const Shape& s, int64_t M, double copy_gbps)
               lt.median_us, gbps_lt, cos, max_abs, ok ? 1 : 0, routed ? 1 : 0);
   std::fflush(stdout);
 
-  CK(cudaFree(w_all));
-  CK(cudaFree(x));
-  if (bias) CK(cudaFree(bias));
-  CK(cudaFree(y_sk));
-  CK(cudaFree(y_lt));
+  BENCH_CHECK(cudaFree(w_all));
+  BENCH_CHECK(cudaFree(x));
+  if (bias) BENCH_CHECK(cudaFree(bias));
+  BENCH_CHECK(cudaFree(y_sk));
+  BENCH_CHECK(cudaFree(y_lt));
 }
 // The 72 GEMMs of one denoising step (18 layers x qkv, o, gate_up, down, each layer with its own
 // weights: the 0.6 GB the expert really streams per step) as one graph, skinny vs cuBLASLt.
@@ -267,13 +188,13 @@ void run_expert_step(frt::CudaBackend& be, int64_t M, double copy_gbps) {
     const int64_t K = gemms[g].K, N = gemms[g].N;
     bytes[g] = static_cast<size_t>(N * K) * 2;
     total += kLayers * bytes[g];
-    CK(cudaMalloc(&w[g], kLayers * bytes[g]));
-    const std::vector<uint8_t> host =
-        random_bytes(static_cast<size_t>(N * K), DType::kBF16, 2.f / std::sqrt(1.f * K), 10 + g);
+    BENCH_CHECK(cudaMalloc(&w[g], kLayers * bytes[g]));
+    const std::vector<uint8_t> host = bench::random_bytes(
+        static_cast<size_t>(N * K), DType::kBF16, 2.f / std::sqrt(1.f * K), 10 + g);
     for (int l = 0; l < kLayers; ++l)
-      CK(cudaMemcpy(w[g] + l * bytes[g], host.data(), bytes[g], cudaMemcpyHostToDevice));
+      BENCH_CHECK(cudaMemcpy(w[g] + l * bytes[g], host.data(), bytes[g], cudaMemcpyHostToDevice));
     x[g] = device_random(static_cast<size_t>(M * K), DType::kBF16, 1.f, 20 + g);
-    CK(cudaMalloc(&y[g], static_cast<size_t>(M * N) * 2));
+    BENCH_CHECK(cudaMalloc(&y[g], static_cast<size_t>(M * N) * 2));
   }
   int variant = 0;  // 0: cuBLASLt, 1: skinny, 2: skinny without PDL, 3: linear() as routed
   auto launch = [&](int i) {
@@ -304,9 +225,9 @@ void run_expert_step(frt::CudaBackend& be, int64_t M, double copy_gbps) {
               step_us[1], gbps, 100.0 * gbps / copy_gbps, step_us[2], step_us[0], step_us[3]);
   std::fflush(stdout);
   for (int g = 0; g < 4; ++g) {
-    CK(cudaFree(w[g]));
-    CK(cudaFree(x[g]));
-    CK(cudaFree(y[g]));
+    BENCH_CHECK(cudaFree(w[g]));
+    BENCH_CHECK(cudaFree(x[g]));
+    BENCH_CHECK(cudaFree(y[g]));
   }
 }
 }  // namespace
@@ -324,8 +245,8 @@ int main(int argc, char** argv) {
     std::unique_ptr<frt::Backend> owner = frt::make_cuda_backend(0);
     auto& be = dynamic_cast<frt::CudaBackend&>(*owner);
     cudaDeviceProp prop{};
-    CK(cudaGetDeviceProperties(&prop, be.device_index()));
-    const double copy_gbps = copy_bandwidth(be.stream());
+    BENCH_CHECK(cudaGetDeviceProperties(&prop, be.device_index()));
+    const double copy_gbps = bench::copy_bandwidth(be.stream(), 12);
     std::printf("device: %s, %d SMs, L2 %d MB; copy bandwidth (read + write) %.0f GB/s\n",
                 prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20, copy_gbps);
     std::printf(

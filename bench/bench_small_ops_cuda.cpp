@@ -17,7 +17,6 @@
 #include <cstring>
 #include <functional>
 #include <memory>
-#include <random>
 #include <string>
 #include <vector>
 
@@ -25,46 +24,17 @@
 #include "backend/cuda/cuda_backend.h"
 #include "core/status.h"
 #include "core/tensor.h"
+#include "bench_cuda_common.h"
 
 namespace {
 using namespace frt;
-
-#define BENCH_CHECK(call)                                                                  \
-  do {                                                                                     \
-    const cudaError_t e_ = (call);                                                         \
-    if (e_ != cudaSuccess) {                                                               \
-      std::fprintf(stderr, "%s:%d: %s failed: %s\n", __FILE__, __LINE__, #call,            \
-                   cudaGetErrorString(e_));                                                \
-      std::exit(1);                                                                        \
-    }                                                                                      \
-  } while (0)
 
 constexpr int kCallsPerGraph = 20;
 constexpr int kWarmupReplays = 3;
 constexpr int kTimedReplays = 50;
 constexpr double kHbmBytesPerUs = 3.0e6;  // H100 SXM copy bandwidth, roughly
 
-std::mt19937_64 rng(7);
-
-Tensor random_t(Backend& be, DType dt, int64_t rows, int64_t cols, float lo, float hi,
-                const char* what) {
-  Tensor t = be.alloc(dt, {rows, cols}, what);
-  std::uniform_real_distribution<float> dist(lo, hi);
-  const size_t n = static_cast<size_t>(rows * cols);
-  if (dt == DType::kBF16) {
-    std::vector<uint16_t> h(n);
-    for (uint16_t& x : h) {
-      do x = f32_to_bf16(dist(rng));
-      while (bf16_to_f32(x) == 0.f);
-    }
-    be.copy_to_device(t, h.data(), n * 2);
-  } else {
-    std::vector<float> h(n);
-    for (float& x : h) x = dist(rng);
-    be.copy_to_device(t, h.data(), n * 4);
-  }
-  return t;
-}
+bench::RandomTensors random_t(7);  // random_t(be, dtype, rows, cols, lo, hi, what)
 
 Tensor device_int(Backend& be, int32_t v, const char* what) {
   Tensor t = be.alloc(DType::kI32, {1}, what);
@@ -72,37 +42,11 @@ Tensor device_int(Backend& be, int32_t v, const char* what) {
   return t;
 }
 
-// Median us per call of `op`, timed over graph replays.
+// Median us per call of `op`, timed over graph replays (one eager call first: lazy setup
+// outside the capture).
 double time_op(CudaBackend& be, const std::function<void()>& op) {
-  const cudaStream_t st = be.stream();
-  op();  // eager warm-up (lazy setup outside the capture)
-  be.synchronize();
-  cudaGraph_t graph = nullptr;
-  BENCH_CHECK(cudaStreamBeginCapture(st, cudaStreamCaptureModeGlobal));
-  for (int i = 0; i < kCallsPerGraph; ++i) op();
-  BENCH_CHECK(cudaStreamEndCapture(st, &graph));
-  cudaGraphExec_t exec = nullptr;
-  BENCH_CHECK(cudaGraphInstantiate(&exec, graph, 0));
-  for (int i = 0; i < kWarmupReplays; ++i) BENCH_CHECK(cudaGraphLaunch(exec, st));
-  cudaEvent_t e0, e1;
-  BENCH_CHECK(cudaEventCreate(&e0));
-  BENCH_CHECK(cudaEventCreate(&e1));
-  std::vector<double> us;
-  for (int i = 0; i < kTimedReplays; ++i) {
-    BENCH_CHECK(cudaEventRecord(e0, st));
-    BENCH_CHECK(cudaGraphLaunch(exec, st));
-    BENCH_CHECK(cudaEventRecord(e1, st));
-    BENCH_CHECK(cudaEventSynchronize(e1));
-    float ms = 0;
-    BENCH_CHECK(cudaEventElapsedTime(&ms, e0, e1));
-    us.push_back(1000.0 * ms / kCallsPerGraph);
-  }
-  cudaEventDestroy(e0);
-  cudaEventDestroy(e1);
-  cudaGraphExecDestroy(exec);
-  cudaGraphDestroy(graph);
-  std::sort(us.begin(), us.end());
-  return us[us.size() / 2];
+  return bench::median(bench::time_graph_replays(
+      be.stream(), {kCallsPerGraph, 1, kWarmupReplays, 0, kTimedReplays}, [&](int) { op(); }));
 }
 
 struct Case {

@@ -4,9 +4,13 @@
 // Buffers carry guard rows / elements around the view an op sees; outputs start as NaN on both
 // sides. compare() prints "LABEL name: cos=... max_abs=... worst_index=..." and fails the test
 // past the tolerance; check_guards() fails when a CUDA op wrote outside its outputs' views.
+// Also the pieces several tests repeat: AttnShape (an attention case's geometry, label and
+// params) and CapturedGraph / expect_graph_matches_eager (capture ops into a CUDA graph on the
+// backend's stream, replay, compare with an eager run bit for bit).
 // Used by tests/gpu/test_cuda_*.cpp. Header-only (the GPU test binary globs test_*.cpp only).
 #pragma once
 
+#include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -21,6 +25,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "backend/cuda/cuda_backend.h"
 #include "core/status.h"
 #include "core/tensor.h"
 
@@ -308,6 +313,103 @@ class CudaOps : public ::testing::Test {
 
   std::unique_ptr<Backend> cpu_, gpu_;
 };
+
+// ---- attention cases ----
+// The geometry of one attention call: Sq query rows over Skv keys, hq query / hkv kv heads of
+// head_dim d, the first `blind` query rows not seeing the last `blind` keys. The base of the
+// attention tests' case structs (aggregates: {Sq, Skv, hq, hkv, d, blind, <case fields>...}).
+struct AttnShape {
+  int64_t Sq, Skv;
+  int hq, hkv, d, blind;
+
+  int64_t q_cols() const { return int64_t{hq} * d; }
+  int64_t kv_cols() const { return int64_t{hkv} * d; }
+  // Softmax scale 1 / sqrt(head_dim), as the models use.
+  AttentionParams params() const {
+    return {hq, hkv, d, 1.f / std::sqrt(static_cast<float>(d)), blind};
+  }
+  // "Sq=..,Skv=..,hq=..,hkv=..,d=..,blind_rows=..": the head of every case label (labels seed
+  // the twins' random inputs, so this text must not change).
+  std::string label() const {
+    std::ostringstream os;
+    os << "Sq=" << Sq << ",Skv=" << Skv << ",hq=" << hq << ",hkv=" << hkv << ",d=" << d
+       << ",blind_rows=" << blind;
+    return os.str();
+  }
+};
+
+// ---- graph capture: replay == eager, bit for bit ----
+using Snapshot = std::vector<std::vector<uint8_t>>;  // TwinSet::gpu_snapshot()
+
+// A CUDA graph captured from ops issued on a CudaBackend's stream; destroyed with the object.
+// Its methods report through gtest assertions: call them inside ASSERT_NO_FATAL_FAILURE so a
+// failed capture or launch ends the test as an ASSERT in its body would.
+class CapturedGraph {
+ public:
+  CapturedGraph() = default;
+  CapturedGraph(const CapturedGraph&) = delete;
+  CapturedGraph& operator=(const CapturedGraph&) = delete;
+  ~CapturedGraph() {
+    if (exec_) cudaGraphExecDestroy(exec_);
+    if (graph_) cudaGraphDestroy(graph_);
+  }
+
+  // Captures ops() and instantiates the graph. An op that throws under capture (an allocation
+  // or a sync inside an op) fails the test with "<failure>: <what>", the capture ended first so
+  // the stream is usable again.
+  template <typename Ops>
+  void capture(CudaBackend& be, const char* failure, Ops&& ops) {
+    stream_ = be.stream();
+    ASSERT_EQ(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeGlobal), cudaSuccess);
+    try {
+      ops();
+    } catch (const Error& e) {
+      cudaStreamEndCapture(stream_, &graph_);
+      FAIL() << failure << ": " << e.what();
+    }
+    ASSERT_EQ(cudaStreamEndCapture(stream_, &graph_), cudaSuccess);
+    ASSERT_EQ(cudaGraphInstantiate(&exec_, graph_, 0), cudaSuccess);
+  }
+
+  // Replays the graph once, waits, and stores every CUDA buffer of `ts` in `out`.
+  void replay(TwinSet& ts, Backend& gpu, Snapshot* out) {
+    ASSERT_EQ(cudaGraphLaunch(exec_, stream_), cudaSuccess);
+    gpu.synchronize();
+    *out = ts.gpu_snapshot();
+  }
+
+ private:
+  cudaStream_t stream_ = nullptr;
+  cudaGraph_t graph_ = nullptr;
+  cudaGraphExec_t exec_ = nullptr;
+};
+
+// Every buffer of a replay equals the eager run's ("buffer i differs between the eager run and
+// <replay>" otherwise).
+inline void expect_same_buffers(const Snapshot& graphed, const Snapshot& eager,
+                                const std::string& replay) {
+  ASSERT_EQ(graphed.size(), eager.size());
+  for (size_t i = 0; i < eager.size(); ++i)
+    EXPECT_TRUE(graphed[i] == eager[i]) << "buffer " << i << " differs between the eager run "
+                                        << "and " << replay;
+}
+
+// Captures ops() once, then twice: resets every CUDA buffer of `ts` to its uploaded bytes,
+// replays and expects the buffers equal to `eager` (ops() run eagerly from reset buffers).
+// Call inside ASSERT_NO_FATAL_FAILURE.
+template <typename Ops>
+void expect_graph_matches_eager(TwinSet& ts, CudaBackend& be, const Snapshot& eager,
+                                const char* failure, Ops&& ops) {
+  CapturedGraph graph;
+  ASSERT_NO_FATAL_FAILURE(graph.capture(be, failure, ops));
+  for (int replay = 0; replay < 2; ++replay) {
+    ts.gpu_reset();
+    Snapshot graphed;
+    ASSERT_NO_FATAL_FAILURE(graph.replay(ts, be, &graphed));
+    ASSERT_NO_FATAL_FAILURE(
+        expect_same_buffers(graphed, eager, "graph replay " + std::to_string(replay)));
+  }
+}
 
 inline const char* act_name(Activation a) {
   switch (a) {

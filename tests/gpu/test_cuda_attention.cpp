@@ -66,9 +66,7 @@ TEST_F(CudaOps, QkvSplitRope) {
 }
 
 // ---------------------------------------------------------------- attention
-struct AttnCase {
-  int64_t Sq, Skv;
-  int hq, hkv, d, blind;
+struct AttnCase : AttnShape {
   bool fused;           // q, k, v are column slices of one [S, (hq + 2 hkv) d] buffer (Sq == Skv)
   int64_t kv_rows = 0;  // > Skv: k/v are the first Skv rows of a longer KV cache
   DType out = kBF;
@@ -77,8 +75,7 @@ struct AttnCase {
 
 std::string attn_label(const AttnCase& c) {
   std::ostringstream os;
-  os << "ATTENTION(Sq=" << c.Sq << ",Skv=" << c.Skv << ",hq=" << c.hq << ",hkv=" << c.hkv
-     << ",d=" << c.d << ",blind_rows=" << c.blind << ",fused=" << c.fused
+  os << "ATTENTION(" << c.label() << ",fused=" << c.fused
      << ",out=" << dtype_name(c.out) << ",q_range=" << c.q_range << ")";
   return os.str();
 }
@@ -87,8 +84,8 @@ void run_attention(Backend& cpu, Backend& gpu, const AttnCase& c) {
   const std::string label = attn_label(c);
   SCOPED_TRACE(label);
   TwinSet ts(cpu, gpu, label);
-  const int64_t qc = int64_t{c.hq} * c.d, kvc = int64_t{c.hkv} * c.d;
-  AttentionParams p{c.hq, c.hkv, c.d, 1.f / std::sqrt(static_cast<float>(c.d)), c.blind};
+  const int64_t qc = c.q_cols(), kvc = c.kv_cols();
+  const AttentionParams p = c.params();
   Twin& out = ts.output("out", c.Sq, qc, c.out);
   Tensor qv[2], kv[2], vv[2];  // [cpu, gpu]
   if (c.fused) {

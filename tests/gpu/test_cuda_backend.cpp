@@ -222,31 +222,9 @@ TEST_F(CudaOps, EveryOpCapturesIntoOneCudaGraph) {
   const auto eager = ts.gpu_snapshot();
 
   ts.gpu_reset();
-  const cudaStream_t stream = cuda_be->stream();
-  cudaGraph_t graph = nullptr;
-  ASSERT_EQ(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal), cudaSuccess);
-  try {
-    run();
-  } catch (const Error& e) {
-    cudaStreamEndCapture(stream, &graph);
-    if (graph) cudaGraphDestroy(graph);
-    FAIL() << "an op failed under stream capture (allocation or sync inside an op?): " << e.what();
-  }
-  ASSERT_EQ(cudaStreamEndCapture(stream, &graph), cudaSuccess);
-  cudaGraphExec_t exec = nullptr;
-  ASSERT_EQ(cudaGraphInstantiate(&exec, graph, 0), cudaSuccess);
-  for (int replay = 0; replay < 2; ++replay) {
-    ts.gpu_reset();
-    ASSERT_EQ(cudaGraphLaunch(exec, stream), cudaSuccess);
-    gpu().synchronize();
-    const auto graphed = ts.gpu_snapshot();
-    ASSERT_EQ(graphed.size(), eager.size());
-    for (size_t i = 0; i < eager.size(); ++i)
-      EXPECT_TRUE(graphed[i] == eager[i]) << "buffer " << i << " differs between the eager run "
-                                          << "and graph replay " << replay;
-  }
-  cudaGraphExecDestroy(exec);
-  cudaGraphDestroy(graph);
+  ASSERT_NO_FATAL_FAILURE(expect_graph_matches_eager(
+      ts, *cuda_be, eager, "an op failed under stream capture (allocation or sync inside an op?)",
+      run));
 }
 
 }  // namespace

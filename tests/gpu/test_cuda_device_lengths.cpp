@@ -33,9 +33,7 @@ class DeviceLengths : public CudaOps {
   void TearDown() override { set_flash_attention_override({}); }
 };
 
-struct GapCase {
-  int64_t Sq, Skv;
-  int hq, hkv, d, blind;
+struct GapCase : AttnShape {
   int gap_end, valid;
   int splits = 0;        // > 0: forced key splits on the flash path
   bool fallback = false; // run the CUDA-core kernel (flash path switched off)
@@ -45,10 +43,9 @@ struct GapCase {
 
 std::string label_of(const GapCase& c) {
   std::ostringstream os;
-  os << "KEY_GAP(Sq=" << c.Sq << ",Skv=" << c.Skv << ",hq=" << c.hq << ",hkv=" << c.hkv
-     << ",d=" << c.d << ",blind_rows=" << c.blind << ",gap_end=" << c.gap_end
-     << ",valid=" << c.valid << ",splits=" << c.splits << ",fallback=" << c.fallback
-     << ",out=" << dtype_name(c.out) << ")";
+  os << "KEY_GAP(" << c.label() << ",gap_end=" << c.gap_end << ",valid=" << c.valid
+     << ",splits=" << c.splits << ",fallback=" << c.fallback << ",out=" << dtype_name(c.out)
+     << ")";
   return os.str();
 }
 
@@ -56,14 +53,14 @@ void run_gap_case(Backend& cpu, Backend& gpu, const GapCase& c) {
   const std::string label = label_of(c);
   SCOPED_TRACE(label);
   TwinSet ts(cpu, gpu, label);
-  const int64_t qc = int64_t{c.hq} * c.d, kvc = int64_t{c.hkv} * c.d;
+  const int64_t qc = c.q_cols(), kvc = c.kv_cols();
   Twin& q = ts.matrix("q", c.Sq, qc, kBF, -c.q_range, c.q_range);
   Twin& k = ts.matrix("k", c.Skv, kvc, kBF);
   Twin& v = ts.matrix("v", c.Skv, kvc, kBF);
   Twin& out = ts.output("out", c.Sq, qc, c.out);
   const int32_t valid = c.valid;
   Twin& kv = ts.raw("key_valid", DType::kI32, {1}, &valid);
-  AttentionParams p{c.hq, c.hkv, c.d, 1.f / std::sqrt(static_cast<float>(c.d)), c.blind};
+  AttentionParams p = c.params();
   p.key_gap_end = c.gap_end;
   AttentionParams pc = p, pg = p;
   pc.key_valid = kv.cpu;
@@ -203,7 +200,7 @@ TEST_F(DeviceLengths, OneGraphServesEveryLength) {
     gpu().synchronize();
   };
   const std::vector<int32_t> values = {530, 712, 1, 577};
-  std::vector<std::vector<std::vector<uint8_t>>> eager;
+  std::vector<Snapshot> eager;
   for (int32_t n : values) {
     ts.gpu_reset();
     set_valid(n);
@@ -213,37 +210,21 @@ TEST_F(DeviceLengths, OneGraphServesEveryLength) {
   }
 
   ts.gpu_reset();  // valid = 600 while capturing
-  const cudaStream_t stream = cuda_be->stream();
-  cudaGraph_t graph = nullptr;
-  ASSERT_EQ(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal), cudaSuccess);
-  try {
-    run(gpu(), true);
-  } catch (const Error& e) {
-    cudaStreamEndCapture(stream, &graph);
-    if (graph) cudaGraphDestroy(graph);
-    FAIL() << "device-length ops failed under stream capture: " << e.what();
-  }
-  ASSERT_EQ(cudaStreamEndCapture(stream, &graph), cudaSuccess);
-  cudaGraphExec_t exec = nullptr;
-  ASSERT_EQ(cudaGraphInstantiate(&exec, graph, 0), cudaSuccess);
+  CapturedGraph graph;
+  ASSERT_NO_FATAL_FAILURE(graph.capture(*cuda_be, "device-length ops failed under stream capture",
+                                        [&] { run(gpu(), true); }));
   for (size_t vi = 0; vi < values.size(); ++vi) {
     ts.gpu_reset();
     set_valid(values[vi]);
-    ASSERT_EQ(cudaGraphLaunch(exec, stream), cudaSuccess);
-    gpu().synchronize();
-    const auto graphed = ts.gpu_snapshot();
-    ASSERT_EQ(graphed.size(), eager[vi].size());
-    for (size_t i = 0; i < graphed.size(); ++i)
-      EXPECT_TRUE(graphed[i] == eager[vi][i])
-          << "buffer " << i << " differs between the eager run and the replay at valid = "
-          << values[vi];
+    Snapshot graphed;
+    ASSERT_NO_FATAL_FAILURE(graph.replay(ts, gpu(), &graphed));
+    ASSERT_NO_FATAL_FAILURE(expect_same_buffers(
+        graphed, eager[vi], "the replay at valid = " + std::to_string(values[vi])));
     // The replay is also right, not just repeatable.
     run(cpu(), false);
     for (Twin* t : {&o_pre, &q_suf, &k_suf, &v_suf, &o_suf, &o_split})
       ts.compare(t->what + " valid=" + std::to_string(values[vi]), *t, kBf16Tol);
   }
-  cudaGraphExecDestroy(exec);
-  cudaGraphDestroy(graph);
 }
 
 }  // namespace

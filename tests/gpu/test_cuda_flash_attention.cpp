@@ -39,9 +39,7 @@ class FlashAttention : public ::testing::Test {
   std::unique_ptr<Backend> cpu_, gpu_;
 };
 
-struct Case {
-  int64_t Sq, Skv;
-  int hq, hkv, d, blind;
+struct Case : AttnShape {
   bool fused;           // q, k, v: column slices of one [S, (hq + 2 hkv) d] buffer (Sq == Skv)
   int64_t kv_rows = 0;  // > Skv: k/v are the first Skv rows of a longer KV cache
   int splits = 0;       // > 0: forced key splits
@@ -52,8 +50,7 @@ struct Case {
 
 std::string label_of(const Case& c) {
   std::ostringstream os;
-  os << "FLASH_ATTENTION(Sq=" << c.Sq << ",Skv=" << c.Skv << ",hq=" << c.hq << ",hkv=" << c.hkv
-     << ",d=" << c.d << ",blind_rows=" << c.blind << ",fused=" << c.fused
+  os << "FLASH_ATTENTION(" << c.label() << ",fused=" << c.fused
      << ",kv_rows=" << c.kv_rows << ",splits=" << c.splits << ",q_range=" << c.q_range
      << ",strided_out=" << c.strided_out << ",out=" << dtype_name(c.out) << ")";
   return os.str();
@@ -64,8 +61,8 @@ void run_case(Backend& cpu, Backend& gpu, const Case& c, bool expect_flash = tru
   const std::string label = label_of(c);
   SCOPED_TRACE(label);
   TwinSet ts(cpu, gpu, label);
-  const int64_t qc = int64_t{c.hq} * c.d, kvc = int64_t{c.hkv} * c.d;
-  const AttentionParams p{c.hq, c.hkv, c.d, 1.f / std::sqrt(static_cast<float>(c.d)), c.blind};
+  const int64_t qc = c.q_cols(), kvc = c.kv_cols();
+  const AttentionParams p = c.params();
   Twin& out = c.strided_out ? ts.output("out", c.Sq, qc, c.out, qc + 24, 8)
                             : ts.output("out", c.Sq, qc, c.out);
   Tensor qv[2], kv[2], vv[2];  // [cpu, gpu]
@@ -204,31 +201,8 @@ TEST_F(FlashAttention, CapturesIntoCudaGraph) {
   const auto eager = ts.gpu_snapshot();
 
   ts.gpu_reset();
-  const cudaStream_t stream = cuda_be->stream();
-  cudaGraph_t graph = nullptr;
-  ASSERT_EQ(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal), cudaSuccess);
-  try {
-    run();
-  } catch (const Error& e) {
-    cudaStreamEndCapture(stream, &graph);
-    if (graph) cudaGraphDestroy(graph);
-    FAIL() << "flash attention failed under stream capture: " << e.what();
-  }
-  ASSERT_EQ(cudaStreamEndCapture(stream, &graph), cudaSuccess);
-  cudaGraphExec_t exec = nullptr;
-  ASSERT_EQ(cudaGraphInstantiate(&exec, graph, 0), cudaSuccess);
-  for (int replay = 0; replay < 2; ++replay) {
-    ts.gpu_reset();
-    ASSERT_EQ(cudaGraphLaunch(exec, stream), cudaSuccess);
-    gpu().synchronize();
-    const auto graphed = ts.gpu_snapshot();
-    ASSERT_EQ(graphed.size(), eager.size());
-    for (size_t i = 0; i < eager.size(); ++i)
-      EXPECT_TRUE(graphed[i] == eager[i]) << "buffer " << i << " differs between the eager run "
-                                          << "and graph replay " << replay;
-  }
-  cudaGraphExecDestroy(exec);
-  cudaGraphDestroy(graph);
+  ASSERT_NO_FATAL_FAILURE(expect_graph_matches_eager(
+      ts, *cuda_be, eager, "flash attention failed under stream capture", run));
   // The replayed results are also right (not just repeatable).
   cpu().attention(o1.cpu, qkv.cpu.col_slice(0, 1152), qkv.cpu.col_slice(1152, 1152),
                   qkv.cpu.col_slice(2304, 1152), AttentionParams{16, 16, 72, 0.1178511f, 0});

@@ -276,31 +276,8 @@ void graph_case(CudaBackend& cuda, Backend& cpu, bool pdl) {
   cuda.synchronize();
   EXPECT_TRUE(ts.gpu_snapshot() == eager) << "two eager runs differ";
 
-  cudaStream_t stream = cuda.stream();
-  cudaGraph_t graph = nullptr;
-  ASSERT_EQ(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal), cudaSuccess);
-  try {
-    run(cuda, true);
-  } catch (const Error& e) {
-    cudaStreamEndCapture(stream, &graph);
-    if (graph) cudaGraphDestroy(graph);
-    FAIL() << "skinny linear failed under stream capture: " << e.what();
-  }
-  ASSERT_EQ(cudaStreamEndCapture(stream, &graph), cudaSuccess);
-  cudaGraphExec_t exec = nullptr;
-  ASSERT_EQ(cudaGraphInstantiate(&exec, graph, 0), cudaSuccess);
-  for (int replay = 0; replay < 2; ++replay) {
-    ts.gpu_reset();
-    ASSERT_EQ(cudaGraphLaunch(exec, stream), cudaSuccess);
-    cuda.synchronize();
-    const auto graphed = ts.gpu_snapshot();
-    ASSERT_EQ(graphed.size(), eager.size());
-    for (size_t i = 0; i < eager.size(); ++i)
-      EXPECT_TRUE(graphed[i] == eager[i]) << "buffer " << i << " differs between the eager run "
-                                          << "and graph replay " << replay;
-  }
-  cudaGraphExecDestroy(exec);
-  cudaGraphDestroy(graph);
+  ASSERT_NO_FATAL_FAILURE(expect_graph_matches_eager(
+      ts, cuda, eager, "skinny linear failed under stream capture", [&] { run(cuda, true); }));
   cuda.set_skinny_gemm_pdl(true);
 }
 

@@ -46,6 +46,18 @@ __device__ __forceinline__ void rope_cos_sin(float pos, float inv_freq, float* c
   *s_out = static_cast<float>(s);
 }
 
+// Column c of the fused [q | k | v] row: returns the output it belongs to and makes c its column
+// there. Both kernels route their writes through it (I: their column index type).
+template <typename I>
+__device__ __forceinline__ const Mat& split_target(const Mat& q, const Mat& k, const Mat& v,
+                                                   I q_cols, I kv_cols, I& c) {
+  if (c < q_cols) return q;
+  c -= q_cols;
+  if (c < kv_cols) return k;
+  c -= kv_cols;
+  return v;
+}
+
 struct RopeFreq {
   float inv[kMaxHeadDim / 2];  // theta^(-2i/D) rounded to fp32 (host, as the CPU twin)
 };
@@ -88,13 +100,9 @@ __global__ void qkv_rope_vec8_kernel(Mat q, Mat k, Mat v, Mat qkv, int num_q_hea
       cuda::store8(dst, r, c0, o1);
       cuda::store8(dst, r, c0 + half, o2);
     } else {
-      const int c = copy0 + (it - n_rope) * 8;
-      if (c < q_cols)
-        cuda::store8(q, r, c, a);
-      else if (c < q_cols + kv_cols)
-        cuda::store8(k, r, c - q_cols, a);
-      else
-        cuda::store8(v, r, c - q_cols - kv_cols, a);
+      int c = copy0 + (it - n_rope) * 8;
+      const Mat& dst = split_target(q, k, v, q_cols, kv_cols, c);
+      cuda::store8(dst, r, c, a);
     }
   };
   float a[8], b[8];
@@ -150,12 +158,9 @@ __global__ void qkv_split_rope_kernel(Mat q, Mat k, Mat v, Mat qkv, int num_q_he
     } else {
       out = cuda::load(qkv, r, j);
     }
-    if (j < q_cols)
-      cuda::store(q, r, j, out);
-    else if (j < q_cols + kv_cols)
-      cuda::store(k, r, j - q_cols, out);
-    else
-      cuda::store(v, r, j - q_cols - kv_cols, out);
+    int64_t c = j;
+    const Mat& dst = split_target(q, k, v, q_cols, kv_cols, c);
+    cuda::store(dst, r, c, out);
   }
 }
 }  // namespace
