@@ -2,6 +2,7 @@
 // load-time transforms (fusions, (1 + w) folds, Pi0.5 adaRMS precompute) and upload.
 #include "models/weights.h"
 
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <map>
@@ -15,6 +16,19 @@
 namespace frt {
 
 namespace {
+
+// Where load time goes (logged once per load: a 7 GB checkpoint takes seconds, and knowing
+// whether reading/converting or uploading dominates says what to speed up). Loads run on one
+// thread each, so one instance per thread.
+struct LoadTiming {
+  double read_ms = 0, upload_ms = 0, precompute_ms = 0;
+  double uploaded_bytes = 0;  // f32 bytes handed to the backend
+};
+thread_local LoadTiming g_timing;
+
+double ms_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
 
 // Reads tensors as f32 with the shape the weight table expects.
 class Reader {
@@ -45,7 +59,10 @@ class Reader {
     auto it = specs_.find(name);
     FRT_CHECK(it != specs_.end(), "weight '", name, "' is not in the weight table");
     used_.insert(name);
-    return ckpt_.load_f32(name, it->second.shape);
+    const auto t0 = std::chrono::steady_clock::now();
+    HostTensor t = ckpt_.load_f32(name, it->second.shape);
+    g_timing.read_ms += ms_since(t0);
+    return t;
   }
 
   // Concatenates tensors along dim 0 (fused projections).
@@ -101,7 +118,11 @@ class Reader {
 
 Tensor up(Backend& be, HostTensor&& t, const std::string& name,
            WeightUse use = WeightUse::kParam) {
-  return be.upload_weight(std::move(t), name, use);
+  const auto t0 = std::chrono::steady_clock::now();
+  g_timing.uploaded_bytes += static_cast<double>(t.nbytes());
+  Tensor out = be.upload_weight(std::move(t), name, use);
+  g_timing.upload_ms += ms_since(t0);
+  return out;
 }
 constexpr WeightUse kGemm = WeightUse::kGemm;
 constexpr WeightUse kPrecise = WeightUse::kGemmPrecise;
@@ -210,6 +231,8 @@ std::vector<float> flow_schedule(int num_steps) {
 
 Pi0Weights load_pi0_weights(Backend& be, const SafetensorsCheckpoint& ckpt, const ModelDims& d,
                             int num_steps) {
+  g_timing = LoadTiming{};
+  const auto t_start = std::chrono::steady_clock::now();
   Reader r(ckpt, d);
   Pi0Weights w;
   // Vision tower.
@@ -260,7 +283,10 @@ Pi0Weights load_pi0_weights(Backend& be, const SafetensorsCheckpoint& ckpt, cons
   for (int i = 0; i < d.expert.layers; ++i)
     w.expert.push_back(load_gemma_layer(be, r, keys::kExpert, i, pi05));
   if (pi05) {
-    w.adarms_mod = up(be, precompute_adarms(r, d, num_steps), "adarms_modulation");
+    const auto t0 = std::chrono::steady_clock::now();
+    HostTensor mod = precompute_adarms(r, d, num_steps);
+    g_timing.precompute_ms += ms_since(t0);
+    w.adarms_mod = up(be, std::move(mod), "adarms_modulation");
   } else {
     w.expert_final_scale = up(be, r.one_plus(keys::kExpert + "norm.weight"), "expert.norm.weight");
     w.state_w = up(be, r.f32("state_proj.weight"), "state_proj.weight", kPrecise);
@@ -278,6 +304,11 @@ Pi0Weights load_pi0_weights(Backend& be, const SafetensorsCheckpoint& ckpt, cons
   w.action_out_w = up(be, r.f32("action_out_proj.weight"), "action_out_proj.weight", kPrecise);
   w.action_out_b = up(be, r.f32("action_out_proj.bias"), "action_out_proj.bias");
   r.report_unused();
+  log_info("weights loaded in ", static_cast<int64_t>(ms_since(t_start)), " ms: reading + f32 ",
+           "conversion ", static_cast<int64_t>(g_timing.read_ms), " ms, upload (",
+           static_cast<int64_t>(g_timing.uploaded_bytes / 1e6), " MB of f32) ",
+           static_cast<int64_t>(g_timing.upload_ms), " ms, time-schedule precompute ",
+           static_cast<int64_t>(g_timing.precompute_ms), " ms (its reads counted as reading)");
   return w;
 }
 
