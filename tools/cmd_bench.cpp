@@ -71,6 +71,7 @@ int cmd_bench(int argc, char** argv) {
     if (g >= 0) gpu_ms.push_back(g);
   }
   const double mean = std::accumulate(ms.begin(), ms.end(), 0.0) / ms.size();
+  const auto [model_bytes, device_bytes] = model.memory();  // after the runs: the peak shapes
 
   nlohmann::json line = {{"bench", "predict"},
                          {"config", info.config},
@@ -90,6 +91,9 @@ int cmd_bench(int argc, char** argv) {
                          {"mean_ms", mean},
                          {"replay_p50_ms", gpu_ms.empty() ? -1.0 : percentile(gpu_ms, 50)},
                          {"replay_p90_ms", gpu_ms.empty() ? -1.0 : percentile(gpu_ms, 90)},
+                         {"precision", model.precision()},
+                         {"model_mb", static_cast<double>(model_bytes) / 1e6},
+                         {"device_in_use_mb", static_cast<double>(device_bytes) / 1e6},
                          {"version", flashrt::version()}};
   if (!args.has("--json")) {
     std::printf("predict %s on %s (%s): views %d, steps %d, horizon %d\n", info.config,
@@ -104,6 +108,11 @@ int cmd_bench(int argc, char** argv) {
     if (!gpu_ms.empty())
       std::printf("CUDA graph replay (GPU time): p50 %.3f ms  p90 %.3f ms\n",
                   percentile(gpu_ms, 50), percentile(gpu_ms, 90));
+    std::printf("precision %s; memory: model %.1f MB", model.precision().c_str(),
+                static_cast<double>(model_bytes) / 1e6);
+    if (device_bytes > 0)
+      std::printf(", whole device in use %.1f MB", static_cast<double>(device_bytes) / 1e6);
+    std::printf("\n");
     if (opts.profile_ops) std::printf("\n%s\n", model.profile_report().c_str());
   }
   std::printf("%s\n", line.dump().c_str());

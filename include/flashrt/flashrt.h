@@ -157,6 +157,11 @@ FRT_API frt_status_t frt_model_calibrate(frt_model_t* model, const frt_observati
                                          int32_t count, double percentile, int32_t max_samples);
 /* "fp32" (CPU reference), "bf16" or "fp8": the GEMM precision the model runs in. */
 FRT_API const char* frt_model_precision(const frt_model_t* model);
+/* Memory: *model_bytes = what the model allocated (weights + buffers, in the backend's formats);
+ * *device_bytes = what the whole GPU has in use now (context and libraries included; 0 on the
+ * CPU). Either pointer may be NULL. */
+FRT_API frt_status_t frt_model_memory(const frt_model_t* model, int64_t* model_bytes,
+                                      int64_t* device_bytes);
 
 /* ---- debugging: named intermediates of the last predict ("vision_tokens", "prefix_k.3",
  * "velocity.0", ...). Needs load option capture of intermediates; see docs. ---- */

@@ -179,6 +179,12 @@ class Model {
   }
   // "fp32", "bf16" or "fp8".
   std::string precision() const { return frt_model_precision(handle_); }
+  // {model allocations, whole-device memory in use (0 on the CPU)} in bytes.
+  std::pair<int64_t, int64_t> memory() const {
+    int64_t model = 0, device = 0;
+    check(frt_model_memory(handle_, &model, &device));
+    return {model, device};
+  }
 
   frt_model_info_t info() const {
     frt_model_info_t i{};

@@ -121,6 +121,8 @@ _SIGNATURES = {
     "frt_model_calibrate": (_c_status, [_c_model_p, ctypes.POINTER(Observation), ctypes.c_int32,
                                         ctypes.c_double, ctypes.c_int32]),
     "frt_model_precision": (ctypes.c_char_p, [_c_model_p]),
+    "frt_model_memory": (_c_status, [_c_model_p, ctypes.POINTER(ctypes.c_int64),
+                                     ctypes.POINTER(ctypes.c_int64)]),
     "frt_model_enable_dumps": (_c_status, [_c_model_p, ctypes.c_int32]),
     "frt_model_get_dump": (_c_status, [_c_model_p, ctypes.c_char_p,
                                        ctypes.POINTER(ctypes.c_float), ctypes.c_int64,

@@ -187,6 +187,13 @@ class VLAModel:
             obs.noise, obs.noise_len = _float_ptr(noise_a), noise_a.size
         return obs, (arrays, state_a, noise_a, c_images)
 
+    def memory(self):
+        """{'model_bytes': weights + buffers the model allocated, 'device_bytes': memory the whole
+        GPU has in use now (context and libraries included; 0 on the CPU)}."""
+        model, device = ctypes.c_int64(0), ctypes.c_int64(0)
+        _lib.check(self._lib.frt_model_memory(self._h(), ctypes.byref(model), ctypes.byref(device)))
+        return {"model_bytes": model.value, "device_bytes": device.value}
+
     # ---- FP8 ----
     @property
     def precision(self):

@@ -81,6 +81,9 @@ class Backend {
   virtual void copy_to_host(void* host_dst, Tensor src, size_t bytes) = 0;
   virtual void synchronize() = 0;
   virtual size_t bytes_allocated() const = 0;
+  // Memory the whole device has in use now (CUDA: total - free, so the context, cuBLASLt and
+  // every buffer count); 0 where that means nothing (CPU).
+  virtual size_t device_bytes_in_use() const { return 0; }
 
   // ---- whole-predict execution ----
   // Runs `body` (a sequence of ops). A backend with graphs captures it on the first call for

@@ -37,6 +37,7 @@ class ProfilingBackend final : public Backend {
   }
   void synchronize() override { inner_->synchronize(); }
   size_t bytes_allocated() const override { return inner_->bytes_allocated(); }
+  size_t device_bytes_in_use() const override { return inner_->device_bytes_in_use(); }
   // Profiling runs eagerly: per-op timing needs a synchronize between ops.
   void stage(const char* name) override { stage_ = name; }
   Precision precision() const override { return inner_->precision(); }

@@ -261,6 +261,16 @@ FRT_API frt_status_t frt_model_calibrate(frt_model_t* model, const frt_observati
   });
 }
 
+FRT_API frt_status_t frt_model_memory(const frt_model_t* model, int64_t* model_bytes,
+                                      int64_t* device_bytes) {
+  return guarded([&] {
+    require(model != nullptr, "frt_model_memory: model is NULL");
+    const frt::Backend& be = model->engine->backend();
+    if (model_bytes) *model_bytes = static_cast<int64_t>(be.bytes_allocated());
+    if (device_bytes) *device_bytes = static_cast<int64_t>(be.device_bytes_in_use());
+  });
+}
+
 FRT_API const char* frt_model_precision(const frt_model_t* model) {
   return model ? model->engine->precision() : "";
 }

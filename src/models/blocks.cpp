@@ -96,7 +96,7 @@ void encode_view(Backend& be, const Pi0Weights& w, const ModelDims& d, Workspace
   dumps.record("image." + tag, ws.image.reshape({v.image * v.image, 3}));
   be.patch_embed(ws.vis_x, ws.image, w.patch_w, w.patch_b, w.pos_emb);
   const AttentionParams ap{v.heads, v.heads, v.head_dim,
-                           1.0f / std::sqrt(static_cast<float>(v.head_dim)), 0};
+                           1.0f / std::sqrt(static_cast<float>(v.head_dim)), 0, Tensor{}, 0};
   for (const SiglipLayerWeights& l : w.vision) {
     // Pre-LN block: x += attn(LN1(x)); x += mlp(LN2(x)). Residuals fused into the GEMMs.
     be.layer_norm(ws.vis_n, ws.vis_x, l.ln1_w, l.ln1_b, kLayerNormEps);
@@ -142,10 +142,9 @@ void prefix_pass(Backend& be, const Pi0Weights& w, const ModelDims& d, Workspace
                  const PrefixLayout& pre, Dumps& dumps) {
   const GemmaDims& g = d.llm;
   const int P = pre.rows;
-  AttentionParams ap{g.heads, g.kv_heads, g.head_dim,
-                     1.0f / std::sqrt(static_cast<float>(g.head_dim)), 0};
-  ap.key_valid = pre.valid;  // the padding rows are computed but never attended to
-  ap.key_gap_end = P;
+  // The padding rows are computed but never attended to: keys [valid, P) are masked.
+  const AttentionParams ap{g.heads, g.kv_heads, g.head_dim,
+                           1.0f / std::sqrt(static_cast<float>(g.head_dim)), 0, pre.valid, P};
   Tensor x = rows(ws.prefix_x, P), n = rows(ws.prefix_n, P), qkv = rows(ws.prefix_qkv, P);
   Tensor q = rows(ws.prefix_q, P), attn = rows(ws.prefix_attn, P);
   Tensor gu = rows(ws.prefix_gu, P), h = rows(ws.prefix_h, P);
@@ -189,10 +188,10 @@ void expert_layer(Backend& be, const GemmaLayerWeights& lw, const GemmaDims& g, 
                   int layer, const PrefixLayout& pre, int S, const ExpertNorm& in,
                   const ExpertNorm& post, PendingResidual& pending, int blind_rows) {
   const int P = pre.rows;
-  AttentionParams ap{g.heads, g.kv_heads, g.head_dim,
-                     1.0f / std::sqrt(static_cast<float>(g.head_dim)), blind_rows};
-  ap.key_valid = pre.valid;  // keys [valid, P): prompt padding
-  ap.key_gap_end = P;
+  // Keys [valid, P) are the prompt padding.
+  const AttentionParams ap{g.heads, g.kv_heads, g.head_dim,
+                           1.0f / std::sqrt(static_cast<float>(g.head_dim)), blind_rows,
+                           pre.valid, P};
   expert_norm(be, ws, S, pending, in, kRmsEps);
   Tensor n = rows(ws.sn, S), qkv = rows(ws.sqkv, S), q = rows(ws.sq, S);
   Tensor attn = rows(ws.sattn, S), o = rows(ws.so, S);

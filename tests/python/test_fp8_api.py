@@ -38,6 +38,13 @@ def test_cpu_reports_fp32_and_calibration_is_a_no_op(tiny_pi05_checkpoint):
         np.testing.assert_array_equal(before, after)
 
 
+def test_memory_report(tiny_pi05_checkpoint):
+    with flash_rt.load_model(tiny_pi05_checkpoint, hardware="cpu") as m:
+        mem = m.memory()
+        # The tiny model's f32 weights alone are > 1 MB; the CPU has no device memory to report.
+        assert mem["model_bytes"] > 1_000_000 and mem["device_bytes"] == 0
+
+
 def test_calibrate_argument_errors(tiny_pi05_checkpoint):
     rng = np.random.default_rng(1)
     with flash_rt.load_model(tiny_pi05_checkpoint, hardware="cpu") as m:

@@ -381,4 +381,13 @@ void CudaBackend::raise_device_errors() {
   throw_error(Status::kInternal, op, ": unknown device error code ", flag[0]);
 }
 
+size_t CudaBackend::device_bytes_in_use() const {
+  size_t free_b = 0, total_b = 0;
+  if (cudaMemGetInfo(&free_b, &total_b) != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  return total_b - free_b;
+}
+
 }  // namespace frt

@@ -60,6 +60,7 @@ class CudaBackend final : public Backend {
   void run_graph(const std::string& key, const std::function<void()>& body) override;
   float last_graph_ms() override;
   size_t bytes_allocated() const override { return bytes_; }
+  size_t device_bytes_in_use() const override;
 
   // ---- ops ----
   // cuda_linear.cu
