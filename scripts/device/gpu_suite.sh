@@ -29,14 +29,14 @@ for stage in $STAGES; do
     replay) for p in ${PRECISIONS:-bf16 fp8}; do for v in ${VIEWS:-1 2 3}; do for h in ${HORIZONS:-10 50}; do
         echo "precision $p views $v horizon $h" | tee -a "$OUT/replay.log"
         "$B/flashrt" bench --checkpoint /tmp/frt_full_pi05 --hardware cuda --views $v --steps 10 \
-          --horizon $h --iters ${ITERS:-500} --warmup ${WARMUP:-50} --$p 2>&1 | tee -a "$OUT/replay.log" | grep -E "iters|replay"
+          --horizon $h --iters ${ITERS:-500} --warmup ${WARMUP:-50} --$p 2>&1 | tee -a "$OUT/replay.log" | grep -E "iters|replay|memory"
       done; done; done ;;
     full) PYTHONPATH=$PYTHONPATH:$PWD/scripts/device python3 scripts/device/check_full_vs_reference.py 2>&1 | tee "$OUT/full.log" ;;
     full_pi0) PYTHONPATH=$PYTHONPATH:$PWD/scripts/device python3 scripts/device/check_full_vs_reference.py --config pi0 2>&1 | tee "$OUT/full_pi0.log" ;;
     replay_pi0) PYTHONPATH=$PYTHONPATH:$PWD/scripts/device python3 -c "from full_checkpoint import full_checkpoint; full_checkpoint('pi0')" &&
       for p in ${PRECISIONS:-bf16 fp8}; do echo "pi0 precision $p" | tee -a "$OUT/replay_pi0.log"
         "$B/flashrt" bench --checkpoint /tmp/frt_full_pi0 --hardware cuda --views 2 --steps 10 \
-          --horizon 10 --iters ${ITERS:-500} --warmup ${WARMUP:-50} --$p 2>&1 | tee -a "$OUT/replay_pi0.log" | grep -E "iters|replay"
+          --horizon 10 --iters ${ITERS:-500} --warmup ${WARMUP:-50} --$p 2>&1 | tee -a "$OUT/replay_pi0.log" | grep -E "iters|replay|memory"
       done ;;
     fp8) PYTHONPATH=$PYTHONPATH:$PWD/scripts/device python3 scripts/device/check_fp8.py 2>&1 | tee "$OUT/fp8.log" ;;
     fp8_pi0) PYTHONPATH=$PYTHONPATH:$PWD/scripts/device python3 scripts/device/check_fp8.py --config pi0 2>&1 | tee "$OUT/fp8_pi0.log" ;;
