@@ -236,9 +236,7 @@ ModelInputs Engine::upload_inputs(const Observation& obs, std::vector<float>& no
   backend_->copy_to_device(token_ids_, ids.data(), ids.size() * sizeof(int32_t));
   in.token_ids = token_ids_;
   in.num_tokens = static_cast<int>(tp.ids.size());
-  int32_t prefix_len = in.num_tokens;
-  for (const Tensor& v : in.views)
-    if (v.data) prefix_len += static_cast<int32_t>(dims_.vision.num_patches());
+  const int32_t prefix_len = valid_prefix_rows(dims_, in);
   backend_->copy_to_device(prefix_len_, &prefix_len, sizeof(prefix_len));
   in.prefix_len = prefix_len_;
   backend_->copy_to_device(x_, noise.data(), noise.size() * sizeof(float));

@@ -93,11 +93,15 @@ void Engine::calibrate(const std::vector<Observation>& observations, double perc
   const size_t n = max_samples > 0 ? std::min(observations.size(), static_cast<size_t>(max_samples))
                                    : observations.size();
   std::vector<std::vector<float>> per_sample;
+  // Observations without noise draw it from the model's generator; calibrating must not shift
+  // the noise later predicts get, so the generator is restored afterwards.
+  const std::mt19937_64 rng_before = rng_;
   for (size_t i = 0; i < n; ++i) {
     std::vector<float> noise;
     ModelInputs in = upload_inputs(observations[i], noise);
     per_sample.push_back(measure_amax(in));
   }
+  rng_ = rng_before;
   install_scales(per_sample, n == 1 ? 100.0 : percentile);
 }
 

@@ -114,6 +114,13 @@ void encode_view(Backend& be, const Pi0Weights& w, const ModelDims& d, Workspace
   dumps.record("vision_tokens." + tag, out);
 }
 
+int valid_prefix_rows(const ModelDims& d, const ModelInputs& in) {
+  int rows = in.num_tokens;
+  for (const Tensor& v : in.views)
+    if (v.data) rows += d.vision.num_patches();
+  return rows;
+}
+
 PrefixLayout encode_prefix(Backend& be, const Pi0Weights& w, const ModelDims& d,
                            Workspace& ws, const ModelInputs& in, Dumps& dumps) {
   const int np = d.vision.num_patches();
@@ -132,7 +139,7 @@ PrefixLayout encode_prefix(Backend& be, const Pi0Weights& w, const ModelDims& d,
   PrefixLayout pre;
   pre.rows = P + max_tokens;
   pre.valid = in.prefix_len;
-  pre.valid_host = P + in.num_tokens;
+  pre.valid_host = valid_prefix_rows(d, in);
   dumps.record("prefix_embeddings", ws.prefix_x.row_slice(0, pre.valid_host));
   prefix_pass(be, w, d, ws, pre, dumps);
   return pre;

@@ -81,6 +81,10 @@ struct PrefixLayout {
   int valid_host = 0;
 };
 
+// Valid prefix rows of `in`: the image tokens of the present views + the valid prompt tokens (the
+// value the engine uploads into in.prefix_len; the model's dumps use it too).
+int valid_prefix_rows(const ModelDims& d, const ModelInputs& in);
+
 // Steps 1-2 of every Pi0-family predict: the image tokens of each present view (masked views
 // are dropped, not computed), the text embeddings × sqrt(width) (openpi's fp32 constant) of the
 // padded prompt, then the prefix pass.
