@@ -6,6 +6,7 @@
 
 #include "backend/backend.h"
 #include "models/blocks.h"
+#include "models/expert.h"
 #include "models/model_config.h"
 #include "models/weights.h"
 
