@@ -100,6 +100,11 @@ class CudaBackend final : public Backend {
   // overlap the previous kernel's tail). On by default; benchmarks compare both.
   void set_skinny_gemm_pdl(bool on) { skinny_gemm_pdl_ = on; }
   bool skinny_gemm_pdl() const { return skinny_gemm_pdl_; }
+  // Whether the other kernels (norms, RoPE, elementwise, attention, vision, FP8 quantize, GEMM
+  // fallback / epilogue) launch with programmatic dependent launch on sm_90+ (cuda_launch.cuh).
+  // On by default; benchmarks compare both. Read at launch: graphs captured before keep theirs.
+  void set_pdl_enabled(bool on) { pdl_enabled_ = on; }
+  bool pdl_enabled() const { return pdl_enabled_; }
   // Whether linear() may fuse bias / GELU into cuBLASLt epilogues (on by default); off: the GEMM
   // writes fp32 scratch and linear_epilogue_kernel finishes (benchmarks compare both).
   void set_lt_epilogue_enabled(bool on) { lt_epilogue_enabled_ = on; }
@@ -211,6 +216,7 @@ class CudaBackend final : public Backend {
   int attn_max_head_dim_ = 0;  // from cuda_attention_setup
   bool skinny_gemm_enabled_ = true;
   bool skinny_gemm_pdl_ = true;
+  bool pdl_enabled_ = true;
   bool lt_epilogue_enabled_ = true;
   LinearStats linear_stats_;
   // bf16 twins of uploaded F32 vectors: start address -> (bytes, twin) (load time).
