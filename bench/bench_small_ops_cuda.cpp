@@ -1,10 +1,14 @@
 // Times the small CUDA kernels of the Pi0.5 action expert and the prefix at the model's shapes:
 // rms norms (10 x 1024, 712 x 2048), layer_norm (256 x 1152), qkv_split_rope (10 / 712 rows x
-// 2560, pos_base), geglu (10 x 4096, 562 x 16384), gated_add (10 x 1024) and attention (the
+// 2560, pos_base), geglu (10 x 4096, 562 x 16384), gated_add (10 x 1024), attention (the
 // expert's 10 rows over [padded prefix ; suffix] with a device key gap, the prefix with its
-// padding masked). Each case is one CUDA graph of 20 back-to-back calls, 3 warm-up replays, 50
-// timed replays (CUDA events); the median per call is printed in us with its bytes (inputs read
-// once + outputs written once) as a share of 3.0 TB/s, plus one CSV line per case.
+// padding masked), activation, euler_update, embed_gather, time_embedding, resize_pad_normalize,
+// patch_embed, linear's scratch epilogue (SiLU), and one whole expert layer (norm, skinny GEMMs,
+// RoPE, attention, GeGLU, gated residual: 10 ops per call). Each case is one CUDA graph of
+// 20 back-to-back calls, 3 warm-up replays, 50 timed replays (CUDA events); the median per call
+// is printed in us with programmatic dependent launch on and off (CudaBackend::set_pdl_enabled;
+// the skinny GEMM's own PDL switch stays on) and its bytes (inputs read once + outputs written
+// once) as a share of 3.0 TB/s with PDL on, plus one CSV line per case.
 // Inputs stay in L2 between calls (as in the model, where the previous kernel just wrote them),
 // except the prefix geglu (55 MB). Ops a build does not support (key_valid / pos_base before
 // the device-length change) fall back to the same op without them, marked "(no device len)".
@@ -107,6 +111,39 @@ int main(int argc, char** argv) {
     cases.push_back({"gated_add 10x1024", 10 * 1024 * 6.0 + 4096,
                      [=, &be] { be.gated_add(x, d, g); }, {}});
   }
+  // ---- the other elementwise ops, vision, linear's scratch epilogue
+  {
+    Tensor x = random_t(be, B, 10, 1024, -2, 2, "x"), y = random_t(be, B, 10, 1024, -1, 1, "y");
+    cases.push_back({"activation silu 10x1024", 10 * 1024 * 4.0,
+                     [=, &be] { be.activation(y, x, Activation::kSilu); }, {}});
+    Tensor xa = random_t(be, F, 10, 32, -1, 1, "xa"), va = random_t(be, F, 10, 32, -1, 1, "va");
+    cases.push_back({"euler_update 10x32 f32", 10 * 32 * 12.0,
+                     [=, &be] { be.euler_update(xa, va, -0.1f); }, {}});
+    Tensor table = random_t(be, B, 4096, 2048, -1, 1, "table");
+    Tensor ids = be.alloc(DType::kI32, {200}, "ids");  // zeros: row 0, valid
+    Tensor emb = random_t(be, B, 200, 2048, -1, 1, "emb");
+    cases.push_back({"embed_gather 200 x 2048", 200 * 2048 * 4.0,
+                     [=, &be] { be.embed_gather(emb, table, ids, 45.25f); }, {}});
+    Tensor te = random_t(be, F, 1, 1024, -1, 1, "te");
+    cases.push_back({"time_embedding 1024", 1024 * 4.0,
+                     [=, &be] { be.time_embedding(te, 0.5f, 4e-3f, 4.0f); }, {}});
+    Tensor raw = be.alloc(DType::kU8, {480, 640, 3}, "raw");
+    Tensor img = be.alloc(B, {224, 224, 3}, "img");
+    cases.push_back({"resize_pad_normalize 480x640 -> 224", 480 * 640 * 3.0 + 224 * 224 * 6.0,
+                     [=, &be] { be.resize_pad_normalize(img, raw); }, {}});
+    Tensor pw = be.alloc(F, {1152, 3, 14, 14}, "patch w"), pb = be.alloc(F, {1152}, "patch b");
+    Tensor pos = random_t(be, F, 256, 1152, -1, 1, "pos");
+    Tensor pe = random_t(be, B, 256, 1152, -1, 1, "pe");
+    cases.push_back({"patch_embed 224 -> 256x1152 (im2col, GEMM, epilogue)",
+                     224 * 224 * 6.0 + 1152 * 588 * 4.0 + 256 * 1152 * 6.0,
+                     [=, &be] { be.patch_embed(pe, img, pw, pb, pos); }, {}});
+    Tensor xs = random_t(be, B, 256, 1152, -1, 1, "xs");
+    Tensor ws = random_t(be, B, 1152, 1152, -1, 1, "ws");
+    Tensor ys = random_t(be, B, 256, 1152, -1, 1, "ys");
+    cases.push_back({"linear 256x1152x1152 SiLU (scratch epilogue)",
+                     256 * 1152 * 4.0 + 1152 * 1152 * 2.0,
+                     [=, &be] { be.linear(ys, xs, ws, nullptr, Activation::kSilu, false); }, {}});
+  }
   // ---- attention with a device key gap (valid 560 of a 712-row padded prefix)
   {
     Tensor valid = device_int(be, 560, "valid");
@@ -135,7 +172,40 @@ int main(int argc, char** argv) {
                      }});
   }
 
-  std::printf("%-52s %10s %8s\n", "case", "median us", "% HBM");
+  // ---- one expert layer (10 rows), as models/expert.cpp runs it, on fixed buffers
+  {
+    Tensor x = random_t(be, B, 10, 1024, -2, 2, "x"), xn = random_t(be, B, 10, 1024, -1, 1, "xn");
+    Tensor sc = random_t(be, F, 1, 1024, 0, 2, "s"), sh = random_t(be, F, 1, 1024, -1, 1, "sh");
+    Tensor g = random_t(be, F, 1, 1024, -1, 1, "g"), d = random_t(be, B, 10, 1024, -1, 1, "d");
+    Tensor wqkv = random_t(be, B, 2560, 1024, -0.03f, 0.03f, "wqkv");
+    Tensor wo = random_t(be, B, 1024, 2048, -0.03f, 0.03f, "wo");
+    Tensor wgu = random_t(be, B, 8192, 1024, -0.03f, 0.03f, "wgu");
+    Tensor wd = random_t(be, B, 1024, 4096, -0.03f, 0.03f, "wd");
+    Tensor qkv = random_t(be, B, 10, 2560, -1, 1, "qkv"), q = random_t(be, B, 10, 2048, -1, 1, "q");
+    Tensor kc = random_t(be, B, 722, 256, -1, 1, "kc"), vc = random_t(be, B, 722, 256, -1, 1, "vc");
+    Tensor o = random_t(be, B, 10, 2048, -1, 1, "o"), gu = random_t(be, B, 10, 8192, -1, 1, "gu");
+    Tensor h = random_t(be, B, 10, 4096, -1, 1, "h");
+    Tensor valid = device_int(be, 560, "valid"), pb = device_int(be, 560, "pos_base");
+    AttentionParams p{8, 1, 256, 0.0625f, 0};
+    p.key_valid = valid;
+    p.key_gap_end = 712;
+    const double w_bytes = (2560.0 + 2048 + 8192 + 4096) * 1024 * 2;
+    cases.push_back({"expert layer 10 rows (10 ops)", w_bytes + 570 * 512 * 2.0, [=, &be] {
+                       be.add_ada_rms_norm(x, nullptr, nullptr, xn, sc, sh, 1e-6f);
+                       be.linear(qkv, xn, wqkv, nullptr, Activation::kNone, false);
+                       be.qkv_split_rope(q, kc.row_slice(712, 10), vc.row_slice(712, 10), qkv, 8,
+                                         1, 256, 0, &pb, 10000.f);
+                       be.attention(o, q, kc, vc, p);
+                       be.linear(d, o, wo, nullptr, Activation::kNone, false);
+                       be.add_ada_rms_norm(x, &d, &g, xn, sc, sh, 1e-6f);
+                       be.linear(gu, xn, wgu, nullptr, Activation::kNone, false);
+                       be.geglu(h, gu);
+                       be.linear(d, h, wd, nullptr, Activation::kNone, false);
+                       be.gated_add(x, d, g);
+                     }, {}});
+  }
+
+  std::printf("%-56s %9s %9s %7s %8s\n", "case", "PDL us", "no-PDL us", "saved", "% HBM");
   std::vector<std::string> csv;
   for (const Case& c : cases) {
     if (!filter.empty() && c.name.find(filter) == std::string::npos) continue;
@@ -149,14 +219,20 @@ int main(int argc, char** argv) {
       op = c.without_len;
       note = " (no device len)";
     }
+    be.set_pdl_enabled(true);
     const double us = time_op(be, op);
+    be.set_pdl_enabled(false);
+    const double us_off = time_op(be, op);
+    be.set_pdl_enabled(true);
     const double pct = 100.0 * c.bytes / kHbmBytesPerUs / us;
-    std::printf("%-52s %10.2f %7.1f%%%s\n", c.name.c_str(), us, pct, note.c_str());
-    char line[256];
-    std::snprintf(line, sizeof line, "CSV,%s%s,%.3f,%.0f", c.name.c_str(), note.c_str(), us,
-                  c.bytes);
+    std::printf("%-56s %9.2f %9.2f %7.2f %7.1f%%%s\n", c.name.c_str(), us, us_off, us_off - us,
+                pct, note.c_str());
+    char line[320];
+    std::snprintf(line, sizeof line, "CSV,%s%s,%.3f,%.3f,%.0f", c.name.c_str(), note.c_str(), us,
+                  us_off, c.bytes);
     csv.push_back(line);
   }
+  std::printf("CSV,case,pdl_us,no_pdl_us,bytes\n");
   for (const auto& l : csv) std::printf("%s\n", l.c_str());
   return 0;
 }

@@ -18,6 +18,7 @@
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/cuda_common.cuh"
+#include "backend/cuda/cuda_launch.cuh"
 
 namespace frt {
 
@@ -43,6 +44,7 @@ __global__ void __launch_bounds__(kWarps * 32)
     attention_kernel(Mat out, Mat q, Mat k, Mat v, int Sq, int Skv, int group, int D,
                      float scale, int blind_rows, int hidden, const int* key_valid,
                      int gap_end) {
+  cuda::pdl_begin();
   extern __shared__ float smem[];
   const int ks_stride = k_stride(D);
   float* qs = smem;                               // [kBlockRows][D]
@@ -194,13 +196,12 @@ void CudaBackend::attention(Tensor out, Tensor q, Tensor k, Tensor v, const Atte
 
   const dim3 grid(static_cast<unsigned>((Sq + kBlockRows - 1) / kBlockRows),
                   static_cast<unsigned>(p.num_q_heads));
-  attention_kernel<<<grid, kWarps * 32, smem_bytes(p.head_dim), stream_>>>(
+  cuda::launch(*this, op, attention_kernel, grid, dim3(kWarps * 32), smem_bytes(p.head_dim),
       cuda::mat_of(out), cuda::mat_of(q), cuda::mat_of(k), cuda::mat_of(v),
       static_cast<int>(Sq), static_cast<int>(Skv), p.num_q_heads / p.num_kv_heads, p.head_dim,
       p.scale, p.blind_rows, static_cast<int>(hidden),
       p.key_valid.data ? p.key_valid.as<const int32_t>() : nullptr,
       p.key_valid.data ? p.key_gap_end : 0);
-  FRT_CUDA_LAUNCH_CHECK(op);
 }
 
 }  // namespace frt

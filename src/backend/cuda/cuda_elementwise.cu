@@ -7,6 +7,7 @@
 // gated_add and geglu have a fast path (widths % 8 == 0, 16-byte aligned rows): one thread per 8
 // consecutive elements with 16-byte loads and stores and 32-bit indexing (one division per 8
 // elements instead of per element); the prefix geglu is HBM bound (docs/cuda_backend.md).
+// Every kernel starts with cuda::pdl_begin() (programmatic dependent launch, cuda_launch.cuh).
 // Covered by tests/gpu/test_cuda_ops.cpp (CudaOps.GatedAdd, .Geglu, .Activation, .EmbedGather,
 // .TimeEmbedding, .EulerUpdate); gated_add / geglu timed by bench/bench_small_ops_cuda.cpp.
 #include <charconv>
@@ -17,6 +18,7 @@
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/cuda_common.cuh"
+#include "backend/cuda/cuda_launch.cuh"
 
 namespace frt {
 
@@ -28,6 +30,7 @@ using cuda::Mat;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x)
 
 __global__ void gated_add_kernel(Mat x, Mat delta, Mat gate, int64_t M, int64_t D) {
+  cuda::pdl_begin();
   FRT_GRID_STRIDE(i, M * D) {
     const int64_t r = i / D, c = i % D;
     cuda::store(x, r, c, cuda::load(x, r, c) + cuda::load(gate, 0, c) * cuda::load(delta, r, c));
@@ -35,6 +38,7 @@ __global__ void gated_add_kernel(Mat x, Mat delta, Mat gate, int64_t M, int64_t 
 }
 
 __global__ void geglu_kernel(Mat y, Mat gate_up, int64_t S, int64_t F) {
+  cuda::pdl_begin();
   FRT_GRID_STRIDE(i, S * F) {
     const int64_t r = i / F, c = i % F;
     cuda::store(y, r, c, cuda::gelu_tanh(cuda::load(gate_up, r, c)) * cuda::load(gate_up, r, F + c));
@@ -46,6 +50,7 @@ __global__ void geglu_kernel(Mat y, Mat gate_up, int64_t S, int64_t F) {
   for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < (total); i += gridDim.x * blockDim.x)
 
 __global__ void gated_add_vec8_kernel(Mat x, Mat delta, Mat gate, int n8, int w8) {
+  cuda::pdl_begin();
   FRT_GRID_STRIDE32(i, n8) {
     const int r = i / w8, c = (i - r * w8) * 8;
     float xv[8], dv[8], gv[8];
@@ -59,6 +64,7 @@ __global__ void gated_add_vec8_kernel(Mat x, Mat delta, Mat gate, int n8, int w8
 }
 
 __global__ void geglu_vec8_kernel(Mat y, Mat gate_up, int n8, int w8) {
+  cuda::pdl_begin();
   const int F = w8 * 8;
   FRT_GRID_STRIDE32(i, n8) {
     const int r = i / w8, c = (i - r * w8) * 8;
@@ -74,6 +80,7 @@ __global__ void geglu_vec8_kernel(Mat y, Mat gate_up, int n8, int w8) {
 
 // Each element is read before it is written by the same thread: y may alias x.
 __global__ void activation_kernel(Mat y, Mat x, int act, int64_t M, int64_t D) {
+  cuda::pdl_begin();
   FRT_GRID_STRIDE(i, M * D) {
     const int64_t r = i / D, c = i % D;
     cuda::store(y, r, c, cuda::apply_act(act, cuda::load(x, r, c)));
@@ -83,6 +90,7 @@ __global__ void activation_kernel(Mat y, Mat x, int act, int64_t M, int64_t D) {
 // One block per token.
 __global__ void embed_gather_kernel(Mat out, Mat table, const int32_t* ids, int64_t V, int64_t D,
                                     float scale, int* error_flag) {
+  cuda::pdl_begin();
   const int64_t t = blockIdx.x;
   const int32_t id = ids[t];
   const bool bad = id < 0 || id >= V;
@@ -98,6 +106,7 @@ __global__ void embed_gather_kernel(Mat out, Mat table, const int32_t* ids, int6
 
 // out[i] = sin(angle_i), out[half + i] = cos(angle_i), angle_i = 1/period_i * 2 pi * t, in double.
 __global__ void time_embedding_kernel(Mat out, int64_t half, double t, double lo, double hi) {
+  cuda::pdl_begin();
   FRT_GRID_STRIDE(i, half) {
     const double fraction = half > 1 ? static_cast<double>(i) / static_cast<double>(half - 1) : 0.0;
     const double period = lo * pow(hi / lo, fraction);
@@ -111,6 +120,7 @@ __global__ void time_embedding_kernel(Mat out, int64_t half, double t, double lo
 
 // x + dt * v with separate roundings (__fmul_rn/__fadd_rn are never fused into an FMA).
 __global__ void euler_update_kernel(Mat x, Mat v, float dt, int64_t M, int64_t D) {
+  cuda::pdl_begin();
   FRT_GRID_STRIDE(i, M * D) {
     const int64_t r = i / D, c = i % D;
     cuda::store(x, r, c, __fadd_rn(cuda::load(x, r, c), __fmul_rn(dt, cuda::load(v, r, c))));
@@ -139,14 +149,13 @@ void CudaBackend::gated_add(Tensor x, Tensor delta, Tensor gate) {
   if (D % 8 == 0 && M * D / 8 < INT32_MAX && cuda::vec8_ok(x) && cuda::vec8_ok(delta) &&
       cuda::vec8_ok_vector(&gate)) {
     const int n8 = static_cast<int>(M * D / 8);
-    gated_add_vec8_kernel<<<cuda::grid_for(n8), cuda::kThreads, 0, stream_>>>(
-        cuda::mat_of(x), cuda::mat_of(delta), cuda::mat_of(gate), n8, static_cast<int>(D / 8));
-    FRT_CUDA_LAUNCH_CHECK(op);
+    cuda::launch(*this, op, gated_add_vec8_kernel, cuda::grid_for(n8), cuda::kThreads, 0,
+                 cuda::mat_of(x), cuda::mat_of(delta), cuda::mat_of(gate), n8,
+                 static_cast<int>(D / 8));
     return;
   }
-  gated_add_kernel<<<cuda::grid_for(M * D), cuda::kThreads, 0, stream_>>>(
-      cuda::mat_of(x), cuda::mat_of(delta), cuda::mat_of(gate), M, D);
-  FRT_CUDA_LAUNCH_CHECK(op);
+  cuda::launch(*this, op, gated_add_kernel, cuda::grid_for(M * D), cuda::kThreads, 0,
+               cuda::mat_of(x), cuda::mat_of(delta), cuda::mat_of(gate), M, D);
 }
 
 void CudaBackend::geglu(Tensor y, Tensor gate_up) {
@@ -161,14 +170,12 @@ void CudaBackend::geglu(Tensor y, Tensor gate_up) {
   if (F % 8 == 0 && S * F >= (1 << 20) && S * F / 8 < INT32_MAX && cuda::vec8_ok(y) &&
       cuda::vec8_ok(gate_up)) {
     const int n8 = static_cast<int>(S * F / 8);
-    geglu_vec8_kernel<<<cuda::grid_for(n8), cuda::kThreads, 0, stream_>>>(
-        cuda::mat_of(y), cuda::mat_of(gate_up), n8, static_cast<int>(F / 8));
-    FRT_CUDA_LAUNCH_CHECK(op);
+    cuda::launch(*this, op, geglu_vec8_kernel, cuda::grid_for(n8), cuda::kThreads, 0,
+                 cuda::mat_of(y), cuda::mat_of(gate_up), n8, static_cast<int>(F / 8));
     return;
   }
-  geglu_kernel<<<cuda::grid_for(S * F), cuda::kThreads, 0, stream_>>>(cuda::mat_of(y),
-                                                                       cuda::mat_of(gate_up), S, F);
-  FRT_CUDA_LAUNCH_CHECK(op);
+  cuda::launch(*this, op, geglu_kernel, cuda::grid_for(S * F), cuda::kThreads, 0,
+               cuda::mat_of(y), cuda::mat_of(gate_up), S, F);
 }
 
 void CudaBackend::activation(Tensor y, Tensor x, Activation act) {
@@ -180,9 +187,8 @@ void CudaBackend::activation(Tensor y, Tensor x, Activation act) {
                       act == Activation::kSilu,
                   op, "unknown activation");
   if (M * D == 0) return;
-  activation_kernel<<<cuda::grid_for(M * D), cuda::kThreads, 0, stream_>>>(
-      cuda::mat_of(y), cuda::mat_of(x), static_cast<int>(act), M, D);
-  FRT_CUDA_LAUNCH_CHECK(op);
+  cuda::launch(*this, op, activation_kernel, cuda::grid_for(M * D), cuda::kThreads, 0,
+               cuda::mat_of(y), cuda::mat_of(x), static_cast<int>(act), M, D);
 }
 
 void CudaBackend::embed_gather(Tensor out, Tensor table, Tensor ids, float scale) {
@@ -193,9 +199,9 @@ void CudaBackend::embed_gather(Tensor out, Tensor table, Tensor ids, float scale
   cuda::check_matrix(op, "out", out, T, D, {DType::kBF16, DType::kF32});
   cuda::check_arg(T < (int64_t{1} << 31) - 1, op, "more than 2^31 - 1 ids");
   if (T == 0) return;
-  embed_gather_kernel<<<static_cast<unsigned>(T), cuda::kThreads, 0, stream_>>>(
-      cuda::mat_of(out), cuda::mat_of(table), ids.as<const int32_t>(), V, D, scale, error_flag_);
-  FRT_CUDA_LAUNCH_CHECK(op);
+  cuda::launch(*this, op, embed_gather_kernel, static_cast<unsigned>(T), cuda::kThreads, 0,
+               cuda::mat_of(out), cuda::mat_of(table), ids.as<const int32_t>(), V, D, scale,
+               error_flag_);
 }
 
 void CudaBackend::time_embedding(Tensor out, float t, float min_period, float max_period) {
@@ -205,10 +211,9 @@ void CudaBackend::time_embedding(Tensor out, float t, float min_period, float ma
   cuda::check_arg(D >= 2 && D % 2 == 0, op, "out needs an even number of elements (>= 2)");
   cuda::check_arg(min_period > 0 && max_period > 0, op, "periods must be positive");
   const int64_t half = D / 2;
-  time_embedding_kernel<<<cuda::grid_for(half), cuda::kThreads, 0, stream_>>>(
-      cuda::mat_of(out), half, static_cast<double>(t), intended_double(min_period),
-      intended_double(max_period));
-  FRT_CUDA_LAUNCH_CHECK(op);
+  cuda::launch(*this, op, time_embedding_kernel, cuda::grid_for(half), cuda::kThreads, 0,
+               cuda::mat_of(out), half, static_cast<double>(t), intended_double(min_period),
+               intended_double(max_period));
 }
 
 void CudaBackend::euler_update(Tensor x, Tensor v, float dt) {
@@ -217,9 +222,8 @@ void CudaBackend::euler_update(Tensor x, Tensor v, float dt) {
   cuda::check_matrix(op, "x", x, M, D, {DType::kF32, DType::kBF16});
   cuda::check_matrix(op, "v", v, M, D, {DType::kF32, DType::kBF16});
   if (M * D == 0) return;
-  euler_update_kernel<<<cuda::grid_for(M * D), cuda::kThreads, 0, stream_>>>(
-      cuda::mat_of(x), cuda::mat_of(v), dt, M, D);
-  FRT_CUDA_LAUNCH_CHECK(op);
+  cuda::launch(*this, op, euler_update_kernel, cuda::grid_for(M * D), cuda::kThreads, 0,
+               cuda::mat_of(x), cuda::mat_of(v), dt, M, D);
 }
 
 }  // namespace frt

@@ -6,8 +6,9 @@
 // the 8 MQA heads of Gemma share each K/V tile. grid = (M tiles of 64, kv heads, key splits).
 // Key splits (flash-decoding) fill the GPU when M is small (the expert suffix: 80-408 rows):
 // each CTA writes fp32 partials (unnormalized O, running max, sum) to the backend scratch and
-// flash_combine_kernel merges them, launched as a programmatic dependent (sm_90+) so its launch
-// overlaps the split kernel's tail. No allocation, no synchronization: graph-capturable.
+// flash_combine_kernel merges them. Both launch as programmatic dependents (sm_90+,
+// cuda_launch.cuh), so each launch overlaps the previous kernel's tail. No allocation, no
+// synchronization: graph-capturable.
 // Device-resident key gap (AttentionParams::key_valid): the launch depends only on Skv and
 // key_gap_end; each CTA reads the valid length and skips the key tiles inside the gap.
 // Covered by tests/gpu/test_cuda_flash_attention.cpp; timed by bench/bench_attention_cuda.cpp.
@@ -40,7 +41,6 @@ constexpr float kLog2e = 1.4426950408889634f;
 // ---- per-device setup, done lazily (cudaFuncSetAttribute is legal under stream capture) ----
 struct DeviceInfo {
   int sms = 0;
-  bool pdl = false;  // programmatic dependent launch: device sm_90+ and combine code built for it
   int ctas_per_sm[2] = {0, 0};  // [Narrow, Wide]; 0: the kernel does not fit the device
 };
 
@@ -71,13 +71,6 @@ const DeviceInfo& device_info(int device) {
   DeviceInfo info;
   int optin = 0;
   FRT_CUDA_CHECK(op, cudaDeviceGetAttribute(&info.sms, cudaDevAttrMultiProcessorCount, device));
-  int major = 0;
-  FRT_CUDA_CHECK(op, cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
-  // The combine kernel waits (griddepcontrol.wait) only in code generated for sm_90+: a binary
-  // built for older targets and JIT-ed here must not be launched as a dependent.
-  cudaFuncAttributes combine{};
-  FRT_CUDA_CHECK(op, cudaFuncGetAttributes(&combine, cuda::fa::flash_combine_kernel));
-  info.pdl = major >= 9 && combine.ptxVersion >= 90;
   FRT_CUDA_CHECK(op, cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin,
                                             device));
   info.ctas_per_sm[0] = setup_config<Narrow>(cuda::fa::flash_narrow_kernel, optin);
@@ -149,31 +142,23 @@ std::atomic<bool> g_no_pdl{false};
 std::atomic<uint64_t> g_launches{0};
 std::atomic<int> g_last_splits{0}, g_last_block_n{0}, g_last_d_pad{0};
 
+// Both kernels are programmatic dependents (cuda_launch.cuh) when `pdl`: the split kernel's
+// launch overlaps the previous kernel's tail, the combine grid gets scheduled while the split
+// grid drains; captured graphs keep the programmatic edges.
 template <class C>
 void launch(const char* op, void (*kernel)(FlashArgs), const FlashArgs& a, int m_tiles,
-            const DeviceInfo& info, cudaStream_t stream) {
+            const DeviceInfo& info, cudaStream_t stream, bool pdl) {
+  pdl = pdl && !g_no_pdl.load(std::memory_order_relaxed);
   const dim3 grid(static_cast<unsigned>(m_tiles), static_cast<unsigned>(a.num_kv_heads),
                   static_cast<unsigned>(a.splits));
-  kernel<<<grid, C::kThreads, C::kSmem, stream>>>(a);
-  FRT_CUDA_LAUNCH_CHECK(op);
+  cuda::launch(stream, pdl, op, kernel, grid, dim3(C::kThreads), C::kSmem, a);
   if (a.splits > 1) {
     using cuda::fa::kCombineThreads;
     const int64_t threads = static_cast<int64_t>(a.num_kv_heads) * a.m_total * (a.d / 4);
     const int64_t blocks = std::min<int64_t>((threads + kCombineThreads - 1) / kCombineThreads,
                                              int64_t{info.sms} * 16);
-    // Programmatic dependent launch (sm_90+): the combine grid gets scheduled while the split
-    // grid drains and waits in griddepcontrol.wait; captured graphs keep the programmatic edge.
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[0].val.programmaticStreamSerializationAllowed = 1;
-    cudaLaunchConfig_t cfg{};
-    cfg.gridDim = dim3(static_cast<unsigned>(blocks));
-    cfg.blockDim = dim3(kCombineThreads);
-    cfg.dynamicSmemBytes = 0;
-    cfg.stream = stream;
-    cfg.attrs = attr;
-    cfg.numAttrs = info.pdl && !g_no_pdl.load(std::memory_order_relaxed) ? 1 : 0;
-    FRT_CUDA_CHECK(op, cudaLaunchKernelEx(&cfg, cuda::fa::flash_combine_kernel, a));
+    cuda::launch(stream, pdl, op, cuda::fa::flash_combine_kernel,
+                 dim3(static_cast<unsigned>(blocks)), dim3(kCombineThreads), 0, a);
   }
   g_launches.fetch_add(1, std::memory_order_relaxed);
   g_last_splits.store(a.splits, std::memory_order_relaxed);
@@ -265,9 +250,9 @@ bool CudaBackend::attention_flash(Tensor out, Tensor q, Tensor k, Tensor v,
         s + align256(static_cast<size_t>(rows_all) * a.splits * a.d * sizeof(float)));
   }
   if (small)
-    launch<Narrow>(op, cuda::fa::flash_narrow_kernel, a, m_tiles, info, stream_);
+    launch<Narrow>(op, cuda::fa::flash_narrow_kernel, a, m_tiles, info, stream_, pdl_enabled_);
   else
-    launch<Wide>(op, cuda::fa::flash_wide_kernel, a, m_tiles, info, stream_);
+    launch<Wide>(op, cuda::fa::flash_wide_kernel, a, m_tiles, info, stream_, pdl_enabled_);
   return true;
 }
 

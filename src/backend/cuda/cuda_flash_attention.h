@@ -21,7 +21,8 @@ bool flash_attention_would_handle(const Tensor& out, const Tensor& q, const Tens
 
 // Tests / bench only. disable: every call runs the fallback kernel. splits > 0: that many key
 // splits (clamped to [1, key tiles] and to the scratch) instead of the planner's choice.
-// disable_pdl: launch the split combine step without programmatic dependent launch.
+// disable_pdl: launch the flash kernels (split and combine) without programmatic dependent
+// launch, whatever CudaBackend::pdl_enabled() says.
 struct FlashAttentionOverride {
   bool disable = false;
   int splits = 0;

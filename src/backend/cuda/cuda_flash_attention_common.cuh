@@ -12,6 +12,7 @@
 
 #include <cstdint>
 
+#include "backend/cuda/cuda_launch.cuh"
 #include "backend/cuda/cuda_mma.cuh"
 
 namespace frt::cuda::fa {
@@ -192,9 +193,7 @@ __device__ __forceinline__ void write_partial(const FlashArgs& a, const float (&
 constexpr int kCombineThreads = 256;
 constexpr int kCombineBatch = 16;
 __global__ void __launch_bounds__(kCombineThreads) flash_combine_kernel(const FlashArgs a) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.wait;" ::: "memory");  // the split kernel is complete
-#endif
+  pdl_begin();  // the split kernel is complete
   const int c4 = a.d / 4;
   const int64_t total = static_cast<int64_t>(a.num_kv_heads) * a.m_total * c4;
   const int64_t step_ml = static_cast<int64_t>(a.m_total) * 2;

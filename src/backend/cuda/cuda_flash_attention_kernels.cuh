@@ -45,6 +45,7 @@ __global__ void __launch_bounds__(Narrow::kThreads, 2) flash_narrow_kernel(const
   const uint32_t sq = smem_addr(smem_raw), sk = sq + C::kQBytes, sv = sk + 2 * C::kTileBytes;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t4 = lane & 3;
   const int m0 = blockIdx.x * kBlockM, kvh = blockIdx.y, split = blockIdx.z;
+  pdl_wait();  // q/k/v and the key gap come from earlier kernels (cuda_launch.cuh)
   const TileSpan span = tile_span<C::kBlockN>(a, split);  // reads the device key gap
   const int64_t kv_col = static_cast<int64_t>(kvh) * a.d;
 
@@ -83,9 +84,7 @@ __global__ void __launch_bounds__(Narrow::kThreads, 2) flash_narrow_kernel(const
   };
   if (span.first < span.last) load_kv(span.tile(span.first), 0);
   cp_async_commit();  // group: Q + the first tile
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");  // the combine may get ready
-#endif
+  pdl_launch_dependents();  // the combine / next kernel may get ready
 
   const int lim[2] = {row_key_limit(a, m0 + warp * 16 + g),
                       row_key_limit(a, m0 + warp * 16 + g + 8)};
@@ -224,6 +223,7 @@ __global__ void __launch_bounds__(Wide::kThreads, Wide::kMinBlocks)
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t4 = lane & 3;
   const int wm = warp >> 1, h = warp & 1;  // row group, column half
   const int m0 = blockIdx.x * kBlockM, kvh = blockIdx.y, split = blockIdx.z;
+  pdl_wait();  // q/k/v and the key gap come from earlier kernels (cuda_launch.cuh)
   const TileSpan span = tile_span<C::kBlockN>(a, split);  // reads the device key gap
   const int64_t kv_col = static_cast<int64_t>(kvh) * a.d;
 
@@ -258,9 +258,7 @@ __global__ void __launch_bounds__(Wide::kThreads, Wide::kMinBlocks)
   };
   if (span.first < span.last) load_kv(span.tile(span.first), 0);
   cp_async_commit();  // group: Q + the first tile
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");  // the combine may get ready
-#endif
+  pdl_launch_dependents();  // the combine / next kernel may get ready
 
   const int lim[2] = {row_key_limit(a, m0 + wm * 16 + g),
                       row_key_limit(a, m0 + wm * 16 + g + 8)};

@@ -19,6 +19,7 @@
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/cuda_common.cuh"
+#include "backend/cuda/cuda_launch.cuh"
 #include "backend/cuda/cuda_fp8.h"
 
 namespace frt {
@@ -49,6 +50,7 @@ __device__ __forceinline__ void publish_scale(const Fp8Scale& s, float scale) {
 // Any dtype / stride / K: one element per thread and step. __fdiv_rn: the host's x / scale.
 __global__ void quantize_kernel(Mat x, uint8_t* q, int64_t ldq, int64_t M, int64_t K,
                                 Fp8Scale s) {
+  cuda::pdl_begin();
   const float scale = scale_of(s);
   publish_scale(s, scale);
   const int64_t total = M * K;
@@ -63,6 +65,7 @@ __global__ void quantize_kernel(Mat x, uint8_t* q, int64_t ldq, int64_t M, int64
 // load, one 8-byte store).
 __global__ void quantize_bf16x8_kernel(const __nv_bfloat16* x, int64_t ldx, uint8_t* q,
                                        int64_t ldq, int64_t M, int64_t K, Fp8Scale s) {
+  cuda::pdl_begin();
   const float scale = scale_of(s);
   publish_scale(s, scale);
   const int64_t kv = K / 8, total = M * kv;
@@ -89,6 +92,7 @@ __global__ void quantize_bf16x8_kernel(const __nv_bfloat16* x, int64_t ldx, uint
 }
 
 __global__ void amax_kernel(Mat x, int64_t M, int64_t K, float* out) {
+  cuda::pdl_begin();
   __shared__ float red[32];
   float m = 0.f;
   const int64_t total = M * K;
@@ -106,6 +110,7 @@ __global__ void amax_kernel(Mat x, int64_t M, int64_t K, float* out) {
 }
 
 __global__ void quantize_flat_kernel(const float* src, uint8_t* dst, int64_t n, float scale) {
+  cuda::pdl_begin();
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x)
     dst[i] = to_e4m3(__fdiv_rn(src[i], scale));
@@ -114,7 +119,7 @@ __global__ void quantize_flat_kernel(const float* src, uint8_t* dst, int64_t n, 
 bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
 }  // namespace
 
-void quantize_e4m3(cudaStream_t stream, const Tensor& x, void* q, int64_t ldq,
+void quantize_e4m3(cudaStream_t stream, bool pdl, const Tensor& x, void* q, int64_t ldq,
                    const Fp8Scale& s) {
   const char* op = "linear (fp8 quantize)";
   const int64_t M = x.rows(), K = x.cols();
@@ -122,28 +127,27 @@ void quantize_e4m3(cudaStream_t stream, const Tensor& x, void* q, int64_t ldq,
   uint8_t* qb = static_cast<uint8_t*>(q);
   if (x.dtype == DType::kBF16 && K % 8 == 0 && x.ld() % 8 == 0 && ldq % 8 == 0 &&
       aligned16(x.data) && (reinterpret_cast<uintptr_t>(q) & 7) == 0) {
-    quantize_bf16x8_kernel<<<cuda::grid_for(M * K / 8), cuda::kThreads, 0, stream>>>(
-        static_cast<const __nv_bfloat16*>(x.data), x.ld(), qb, ldq, M, K, s);
+    cuda::launch(stream, pdl, op, quantize_bf16x8_kernel, cuda::grid_for(M * K / 8), cuda::kThreads,
+                 0, static_cast<const __nv_bfloat16*>(x.data), x.ld(), qb, ldq, M, K, s);
   } else {
-    quantize_kernel<<<cuda::grid_for(M * K), cuda::kThreads, 0, stream>>>(cuda::mat_of(x), qb,
-                                                                          ldq, M, K, s);
+    cuda::launch(stream, pdl, op, quantize_kernel, cuda::grid_for(M * K), cuda::kThreads, 0,
+                 cuda::mat_of(x), qb, ldq, M, K, s);
   }
-  FRT_CUDA_LAUNCH_CHECK(op);
 }
 
-void amax_into(cudaStream_t stream, const Tensor& x, float* out) {
+void amax_into(cudaStream_t stream, bool pdl, const Tensor& x, float* out) {
   const int64_t M = x.rows(), K = x.cols();
   if (M * K == 0) return;
   const unsigned blocks = std::min<unsigned>(cuda::grid_for(M * K), 1024);
-  amax_kernel<<<blocks, cuda::kThreads, 0, stream>>>(cuda::mat_of(x), M, K, out);
-  FRT_CUDA_LAUNCH_CHECK("linear (fp8 amax)");
+  cuda::launch(stream, pdl, "linear (fp8 amax)", amax_kernel, blocks, cuda::kThreads, 0,
+               cuda::mat_of(x), M, K, out);
 }
 
 void quantize_e4m3_flat(cudaStream_t stream, const float* src, uint8_t* dst, int64_t n,
                         float scale) {
   if (n == 0) return;
-  quantize_flat_kernel<<<cuda::grid_for(n), cuda::kThreads, 0, stream>>>(src, dst, n, scale);
-  FRT_CUDA_LAUNCH_CHECK("cuda upload_weight (fp8)");
+  cuda::launch(stream, false, "cuda upload_weight (fp8)", quantize_flat_kernel, cuda::grid_for(n),
+               cuda::kThreads, 0, src, dst, n, scale);  // load time: no PDL
 }
 
 void CudaBackend::linear_fp8(Tensor y, Tensor x, Tensor w, const Tensor* bias, Activation act,
@@ -159,7 +163,7 @@ void CudaBackend::linear_fp8(Tensor y, Tensor x, Tensor w, const Tensor* bias, A
   const float* x_scale = qi.x_scale;
   if (quant_mode_ == QuantMode::kCalibrate) {  // dynamic: this input's own amax
     FRT_CUDA_CHECK(op, cudaMemsetAsync(fp8_dyn_, 0, sizeof(float), stream_));
-    amax_into(stream_, x, fp8_dyn_);
+    amax_into(stream_, pdl_enabled_, x, fp8_dyn_);
     s.amax = fp8_dyn_;
     s.scale_out = fp8_dyn_ + kXScale;  // 16-byte aligned, like every scale cuBLASLt reads
     s.site_amax = qi.x_amax;
@@ -178,7 +182,7 @@ void CudaBackend::linear_fp8(Tensor y, Tensor x, Tensor w, const Tensor* bias, A
     xc.ndim = 2;
     xc.shape[1] = K;
     xc.row_stride = x.ld();
-    quantize_e4m3(stream_, xc, fp8_x_, ldq, s);
+    quantize_e4m3(stream_, pdl_enabled_, xc, fp8_x_, ldq, s);
     Gemm g;
     g.M = rows;
     g.N = N;

@@ -28,11 +28,14 @@ struct Fp8Scale {
 };
 
 // q[r, c] (row stride ldq bytes) = e4m3(x[r, c] / scale) for the M x K matrix x (BF16 or F32,
-// any row stride). One launch on `stream`; no allocation (capturable).
-void quantize_e4m3(cudaStream_t stream, const Tensor& x, void* q, int64_t ldq, const Fp8Scale& s);
+// any row stride). One launch on `stream` (a programmatic dependent if `pdl`, see
+// cuda_launch.cuh); no allocation (capturable).
+void quantize_e4m3(cudaStream_t stream, bool pdl, const Tensor& x, void* q, int64_t ldq,
+                   const Fp8Scale& s);
 
-// *out = max(*out, max |x|) (atomic on the float bits; *out >= 0). One launch on `stream`.
-void amax_into(cudaStream_t stream, const Tensor& x, float* out);
+// *out = max(*out, max |x|) (atomic on the float bits; *out >= 0). One launch on `stream`
+// (PDL as quantize_e4m3).
+void amax_into(cudaStream_t stream, bool pdl, const Tensor& x, float* out);
 
 // dst[i] = e4m3(src[i] / scale) for n floats on the device (upload_weight's chunks).
 void quantize_e4m3_flat(cudaStream_t stream, const float* src, uint8_t* dst, int64_t n, float scale);

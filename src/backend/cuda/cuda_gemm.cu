@@ -16,6 +16,7 @@
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/cuda_common.cuh"
+#include "backend/cuda/cuda_launch.cuh"
 #include "core/log.h"
 
 namespace frt {
@@ -59,6 +60,7 @@ Mat mat_raw(const void* p, int64_t ld, DType t) {
 __global__ void gemm_naive_kernel(Mat y, Mat x, Mat w, const float* w_scale, const float* x_scale,
                                   Mat bias, int act, int accumulate, int64_t M, int64_t N,
                                   int64_t K) {
+  cuda::pdl_begin();
   const float ws = (w_scale ? *w_scale : 1.f) * (x_scale ? *x_scale : 1.f);
   const int64_t total = M * N;
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
@@ -228,9 +230,8 @@ void CudaBackend::gemm_fallback(const char* op, const Gemm& g, const Tensor* bia
   const Mat w = mat_raw(g.w, g.ldw, g.wt), b = cuda::mat_of(bias);
   const float* ws = g.wt == DType::kF8E4M3 ? g.a_scale : nullptr;
   const float* xs = g.xt == DType::kF8E4M3 ? g.b_scale : nullptr;
-  gemm_naive_kernel<<<cuda::grid_for(g.M * g.N), cuda::kThreads, 0, stream_>>>(
-      y, x, w, ws, xs, b, static_cast<int>(act), g.accumulate ? 1 : 0, g.M, g.N, g.K);
-  FRT_CUDA_LAUNCH_CHECK(op);
+  cuda::launch(*this, op, gemm_naive_kernel, cuda::grid_for(g.M * g.N), cuda::kThreads, 0, y, x, w,
+               ws, xs, b, static_cast<int>(act), g.accumulate ? 1 : 0, g.M, g.N, g.K);
 }
 
 }  // namespace frt

@@ -17,6 +17,7 @@
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/cuda_common.cuh"
+#include "backend/cuda/cuda_launch.cuh"
 #include "backend/cuda/cuda_fp8.h"
 #include "backend/cuda/cuda_skinny_gemm.h"
 
@@ -28,6 +29,7 @@ using cuda::Mat;
 // y[r, c] (=|+=) act(acc[r, c] + bias[c]) for rows x N of a packed fp32 accumulator.
 __global__ void linear_epilogue_kernel(Mat y, const float* acc, Mat bias, int act,
                                        int accumulate, int64_t rows, int64_t N) {
+  cuda::pdl_begin();
   const int64_t total = rows * N;
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
@@ -62,7 +64,7 @@ void CudaBackend::linear(Tensor y, Tensor x, Tensor w, const Tensor* bias, Activ
     ++linear_stats_.skinny;
     // Calibration measures every FP8 site, whichever path runs it (x stays bf16 here).
     if (w.dtype == DType::kF8E4M3 && quant_mode_ == QuantMode::kCalibrate)
-      amax_into(stream_, x, w.quant->x_amax);
+      amax_into(stream_, pdl_enabled_, x, w.quant->x_amax);
     skinny_gemm(*this, y, x, w, bias, act, accumulate);
     return;
   }
@@ -146,9 +148,8 @@ void CudaBackend::gemm_with_epilogue(const char* op, const Gemm& g, const Tensor
     ym.p = part.y;
     ym.ld = g.ldy;
     ym.type = g.yt == DType::kBF16 ? cuda::kElemBF16 : cuda::kElemF32;
-    linear_epilogue_kernel<<<cuda::grid_for(rows * N), cuda::kThreads, 0, stream_>>>(
-        ym, acc, bm, static_cast<int>(act), g.accumulate ? 1 : 0, rows, N);
-    FRT_CUDA_LAUNCH_CHECK(op);
+    cuda::launch(*this, op, linear_epilogue_kernel, cuda::grid_for(rows * N), cuda::kThreads, 0,
+                 ym, acc, bm, static_cast<int>(act), g.accumulate ? 1 : 0, rows, N);
   }
 }
 

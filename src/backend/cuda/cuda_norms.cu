@@ -13,6 +13,7 @@
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/cuda_common.cuh"
+#include "backend/cuda/cuda_launch.cuh"
 
 namespace frt {
 
@@ -21,6 +22,7 @@ using cuda::Mat;
 
 __global__ void layer_norm_kernel(Mat y, Mat x, Mat w, Mat b, int64_t D, float eps) {
   __shared__ float red[32];
+  cuda::pdl_begin();
   const int64_t r = blockIdx.x;
   float s = 0.f;
   for (int64_t c = threadIdx.x; c < D; c += blockDim.x) s += cuda::load(x, r, c);
@@ -40,6 +42,7 @@ __global__ void layer_norm_kernel(Mat y, Mat x, Mat w, Mat b, int64_t D, float e
 __global__ void rms_norm_kernel(Mat x, Mat delta, Mat gate, Mat y, Mat scale, float mul,
                                 Mat shift, int64_t D, float eps) {
   __shared__ float red[32];
+  cuda::pdl_begin();
   const int64_t r = blockIdx.x;
   float ss = 0.f;
   for (int64_t c = threadIdx.x; c < D; c += blockDim.x) {
@@ -64,6 +67,7 @@ constexpr int kMaxWarpRowChunks = 8;  // D <= 32 lanes x 8 chunks x 8 = 2048
 template <int kNch>
 __global__ void __launch_bounds__(32 * kWarpRowsPerBlock)
     layer_norm_warp_kernel(Mat y, Mat x, Mat w, Mat b, int M, int D, float eps) {
+  cuda::pdl_begin();
   const int lane = threadIdx.x & 31;
   const int r = blockIdx.x * kWarpRowsPerBlock + (threadIdx.x >> 5);
   if (r >= M) return;
@@ -110,6 +114,7 @@ template <int kNch>
 __global__ void __launch_bounds__(32 * kWarpRowsPerBlock)
     rms_norm_warp_kernel(Mat x, Mat delta, Mat gate, Mat y, Mat scale, float mul, Mat shift,
                          int M, int D, float eps) {
+  cuda::pdl_begin();
   const int lane = threadIdx.x & 31;
   const int r = blockIdx.x * kWarpRowsPerBlock + (threadIdx.x >> 5);
   if (r >= M) return;
@@ -175,31 +180,26 @@ int warp_row_chunks(int64_t D) {
   return n;
 }
 
-#define FRT_WARP_ROW_LAUNCH(kernel, nch, M, stream, ...)                                  \
-  do {                                                                                  \
-    const dim3 grid_((static_cast<unsigned>(M) + kWarpRowsPerBlock - 1) / kWarpRowsPerBlock); \
-    const int threads_ = 32 * kWarpRowsPerBlock;                                        \
-    switch (nch) {                                                                      \
-      case 1: kernel<1><<<grid_, threads_, 0, stream>>>(__VA_ARGS__); break;            \
-      case 2: kernel<2><<<grid_, threads_, 0, stream>>>(__VA_ARGS__); break;            \
-      case 4: kernel<4><<<grid_, threads_, 0, stream>>>(__VA_ARGS__); break;            \
-      default: kernel<8><<<grid_, threads_, 0, stream>>>(__VA_ARGS__); break;           \
-    }                                                                                   \
-  } while (0)
+// The warp-per-row kernel<nch> (nch = 1, 2, 4 or 8 chunks per lane) over M rows.
+#define FRT_WARP_ROW_LAUNCH(be, op, kernel, nch, M, ...)                                      \
+  cuda::launch(be, op,                                                                      \
+               (nch) == 1   ? kernel<1>                                                     \
+               : (nch) == 2 ? kernel<2>                                                     \
+               : (nch) == 4 ? kernel<4>                                                     \
+                            : kernel<8>,                                                    \
+               dim3((static_cast<unsigned>(M) + kWarpRowsPerBlock - 1) / kWarpRowsPerBlock), \
+               dim3(32 * kWarpRowsPerBlock), 0, __VA_ARGS__)
 
-void launch_rms(const char* op, cudaStream_t stream, bool vec8, Mat x, Mat delta, Mat gate,
+void launch_rms(const CudaBackend& be, const char* op, bool vec8, Mat x, Mat delta, Mat gate,
                 Mat y, Mat scale, float mul, Mat shift, int64_t M, int64_t D, float eps) {
   const int nch = vec8 ? warp_row_chunks(D) : 0;
   if (nch > 0) {
-    FRT_WARP_ROW_LAUNCH(rms_norm_warp_kernel, nch, M, stream, x, delta, gate, y, scale, mul,
+    FRT_WARP_ROW_LAUNCH(be, op, rms_norm_warp_kernel, nch, M, x, delta, gate, y, scale, mul,
                         shift, static_cast<int>(M), static_cast<int>(D), eps);
-    FRT_CUDA_LAUNCH_CHECK(op);
     return;
   }
-  rms_norm_kernel<<<static_cast<unsigned>(M), cuda::kThreads, 0, stream>>>(x, delta, gate, y,
-                                                                          scale, mul, shift, D,
-                                                                          eps);
-  FRT_CUDA_LAUNCH_CHECK(op);
+  cuda::launch(be, op, rms_norm_kernel, dim3(static_cast<unsigned>(M)), dim3(cuda::kThreads), 0,
+               x, delta, gate, y, scale, mul, shift, D, eps);
 }
 
 void check_rows(const char* op, int64_t M, int64_t D) {
@@ -223,15 +223,13 @@ void CudaBackend::layer_norm(Tensor y, Tensor x, Tensor w, Tensor b, float eps) 
                       ? warp_row_chunks(D)
                       : 0;
   if (nch > 0) {
-    FRT_WARP_ROW_LAUNCH(layer_norm_warp_kernel, nch, M, stream_, cuda::mat_of(y), cuda::mat_of(x),
-                        cuda::mat_of(w), cuda::mat_of(b), static_cast<int>(M),
+    FRT_WARP_ROW_LAUNCH(*this, op, layer_norm_warp_kernel, nch, M, cuda::mat_of(y),
+                        cuda::mat_of(x), cuda::mat_of(w), cuda::mat_of(b), static_cast<int>(M),
                         static_cast<int>(D), eps);
-    FRT_CUDA_LAUNCH_CHECK(op);
     return;
   }
-  layer_norm_kernel<<<static_cast<unsigned>(M), cuda::kThreads, 0, stream_>>>(
-      cuda::mat_of(y), cuda::mat_of(x), cuda::mat_of(w), cuda::mat_of(b), D, eps);
-  FRT_CUDA_LAUNCH_CHECK(op);
+  cuda::launch(*this, op, layer_norm_kernel, dim3(static_cast<unsigned>(M)), dim3(cuda::kThreads),
+               0, cuda::mat_of(y), cuda::mat_of(x), cuda::mat_of(w), cuda::mat_of(b), D, eps);
 }
 
 void CudaBackend::add_rms_norm(Tensor x, const Tensor* delta, Tensor y, Tensor scale, float eps) {
@@ -245,7 +243,7 @@ void CudaBackend::add_rms_norm(Tensor x, const Tensor* delta, Tensor y, Tensor s
   if (M == 0) return;
   const bool vec8 = cuda::vec8_ok(x) && cuda::vec8_ok(delta) && cuda::vec8_ok(y) &&
                     cuda::vec8_ok_vector(&scale);
-  launch_rms(op, stream_, vec8, cuda::mat_of(x), cuda::mat_of(delta), Mat{}, cuda::mat_of(y),
+  launch_rms(*this, op, vec8, cuda::mat_of(x), cuda::mat_of(delta), Mat{}, cuda::mat_of(y),
              cuda::mat_of(scale), 0.f, Mat{}, M, D, eps);
 }
 
@@ -267,7 +265,7 @@ void CudaBackend::add_ada_rms_norm(Tensor x, const Tensor* delta, const Tensor* 
   const bool vec8 = cuda::vec8_ok(x) && cuda::vec8_ok(delta) && cuda::vec8_ok(y) &&
                     cuda::vec8_ok_vector(gate) && cuda::vec8_ok_vector(&mod_scale) &&
                     cuda::vec8_ok_vector(&mod_shift);
-  launch_rms(op, stream_, vec8, cuda::mat_of(x), cuda::mat_of(delta), cuda::mat_of(gate),
+  launch_rms(*this, op, vec8, cuda::mat_of(x), cuda::mat_of(delta), cuda::mat_of(gate),
              cuda::mat_of(y), cuda::mat_of(mod_scale), 1.f, cuda::mat_of(mod_shift), M, D, eps);
 }
 

@@ -19,6 +19,7 @@
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/cuda_common.cuh"
+#include "backend/cuda/cuda_launch.cuh"
 
 namespace frt {
 
@@ -67,6 +68,7 @@ struct RopeFreq {
 __global__ void qkv_rope_vec8_kernel(Mat q, Mat k, Mat v, Mat qkv, int num_q_heads,
                                      int num_kv_heads, int D, int pos_offset,
                                      const int* pos_base, bool rope, const RopeFreq f) {
+  cuda::pdl_begin();
   __shared__ float cos_t[kMaxHeadDim / 2];
   __shared__ float sin_t[kMaxHeadDim / 2];
   const int64_t r = blockIdx.x;
@@ -124,6 +126,7 @@ __global__ void qkv_rope_vec8_kernel(Mat q, Mat k, Mat v, Mat qkv, int num_q_hea
 __global__ void qkv_split_rope_kernel(Mat q, Mat k, Mat v, Mat qkv, int num_q_heads,
                                       int num_kv_heads, int D, int pos_offset,
                                       const int* pos_base, float theta) {
+  cuda::pdl_begin();
   __shared__ float cos_t[kMaxHeadDim / 2];
   __shared__ float sin_t[kMaxHeadDim / 2];
   const int64_t r = blockIdx.x;
@@ -195,16 +198,15 @@ void CudaBackend::qkv_split_rope(Tensor q, Tensor k, Tensor v, Tensor qkv, int n
     const int64_t items = rope ? (q_cols + kv_cols) / 16 + kv_cols / 8 : (q_cols + 2 * kv_cols) / 8;
     int64_t threads = std::max<int64_t>(items, rope ? head_dim / 2 : 1);
     threads = std::min<int64_t>((threads + 31) / 32 * 32, 1024);
-    qkv_rope_vec8_kernel<<<static_cast<unsigned>(S), static_cast<unsigned>(threads), 0, stream_>>>(
-        cuda::mat_of(q), cuda::mat_of(k), cuda::mat_of(v), cuda::mat_of(qkv), num_q_heads,
-        num_kv_heads, head_dim, pos_offset, base, rope, f);
-    FRT_CUDA_LAUNCH_CHECK(op);
+    cuda::launch(*this, op, qkv_rope_vec8_kernel, static_cast<unsigned>(S),
+                 static_cast<unsigned>(threads), 0, cuda::mat_of(q), cuda::mat_of(k),
+                 cuda::mat_of(v), cuda::mat_of(qkv), num_q_heads, num_kv_heads, head_dim,
+                 pos_offset, base, rope, f);
     return;
   }
-  qkv_split_rope_kernel<<<static_cast<unsigned>(S), cuda::kThreads, 0, stream_>>>(
-      cuda::mat_of(q), cuda::mat_of(k), cuda::mat_of(v), cuda::mat_of(qkv), num_q_heads,
-      num_kv_heads, head_dim, pos_offset, base, theta);
-  FRT_CUDA_LAUNCH_CHECK(op);
+  cuda::launch(*this, op, qkv_split_rope_kernel, static_cast<unsigned>(S), cuda::kThreads, 0,
+               cuda::mat_of(q), cuda::mat_of(k), cuda::mat_of(v), cuda::mat_of(qkv), num_q_heads,
+               num_kv_heads, head_dim, pos_offset, base, theta);
 }
 
 }  // namespace frt

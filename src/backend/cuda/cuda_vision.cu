@@ -14,6 +14,7 @@
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/cuda_common.cuh"
+#include "backend/cuda/cuda_launch.cuh"
 
 namespace frt {
 
@@ -39,6 +40,7 @@ __device__ Tap source_tap(int dst, int in_size, int out_size) {
 // One thread per output pixel (3 channels).
 __global__ void resize_pad_normalize_kernel(Mat out, const uint8_t* src, int H, int W, int OH,
                                             int OW, int rh, int rw, int pad_top, int pad_left) {
+  cuda::pdl_begin();
   const int64_t total = static_cast<int64_t>(OH) * OW;
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
@@ -66,6 +68,7 @@ __global__ void resize_pad_normalize_kernel(Mat out, const uint8_t* src, int H, 
 
 // cols[n, (c*P + ky)*P + kx] = img[py*P + ky, px*P + kx, c], n = py * gw + px.
 __global__ void im2col_kernel(float* cols, Mat img, int64_t N, int64_t gw, int64_t W, int64_t P) {
+  cuda::pdl_begin();
   const int64_t pe = 3 * P * P, total = N * pe;
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
@@ -79,6 +82,7 @@ __global__ void im2col_kernel(float* cols, Mat img, int64_t N, int64_t gw, int64
 // out[n, c] = (acc[n, c] + b[c]) + pos[n, c] (conv + bias, then + position, as the CPU twin).
 __global__ void patch_epilogue_kernel(Mat out, const float* acc, Mat b, Mat pos, int64_t N,
                                       int64_t width) {
+  cuda::pdl_begin();
   const int64_t total = N * width;
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
@@ -114,9 +118,8 @@ void CudaBackend::resize_pad_normalize(Tensor out, Tensor src_u8) {
   const int pad_top = (OH - rh) / 2, pad_left = (OW - rw) / 2;  // extra pixel bottom / right
   Mat o = cuda::mat_of(out);
   o.ld = 3;  // pixel-major rows of 3 channels
-  resize_pad_normalize_kernel<<<cuda::grid_for(OH64 * OW64), cuda::kThreads, 0, stream_>>>(
-      o, src_u8.as<const uint8_t>(), H, W, OH, OW, rh, rw, pad_top, pad_left);
-  FRT_CUDA_LAUNCH_CHECK(op);
+  cuda::launch(*this, op, resize_pad_normalize_kernel, cuda::grid_for(OH64 * OW64), cuda::kThreads,
+               0, o, src_u8.as<const uint8_t>(), H, W, OH, OW, rh, rw, pad_top, pad_left);
 }
 
 void CudaBackend::patch_embed(Tensor out, Tensor img, Tensor w, Tensor b, Tensor pos) {
@@ -145,8 +148,8 @@ void CudaBackend::patch_embed(Tensor out, Tensor img, Tensor w, Tensor b, Tensor
 
   Mat im = cuda::mat_of(img);
   im.ld = 0;  // addressed as one flat row
-  im2col_kernel<<<cuda::grid_for(N * pe), cuda::kThreads, 0, stream_>>>(cols, im, N, gw, W, P);
-  FRT_CUDA_LAUNCH_CHECK(op);
+  cuda::launch(*this, op, im2col_kernel, cuda::grid_for(N * pe), cuda::kThreads, 0, cols, im, N,
+               gw, W, P);
 
   Gemm g;
   g.M = N;
@@ -163,9 +166,8 @@ void CudaBackend::patch_embed(Tensor out, Tensor img, Tensor w, Tensor b, Tensor
   g.yt = DType::kF32;
   if (!gemm_lt(op, g)) gemm_fallback(op, g, nullptr, Activation::kNone);
 
-  patch_epilogue_kernel<<<cuda::grid_for(N * width), cuda::kThreads, 0, stream_>>>(
-      cuda::mat_of(out), acc, cuda::mat_of(b), cuda::mat_of(pos), N, width);
-  FRT_CUDA_LAUNCH_CHECK(op);
+  cuda::launch(*this, op, patch_epilogue_kernel, cuda::grid_for(N * width), cuda::kThreads, 0,
+               cuda::mat_of(out), acc, cuda::mat_of(b), cuda::mat_of(pos), N, width);
 }
 
 }  // namespace frt
