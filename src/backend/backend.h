@@ -64,6 +64,16 @@ struct AttentionParams {
   int key_gap_end = 0;
 };
 
+// What fused_linear applies to the rows of x before its GEMM.
+struct LinearPrologue {
+  enum class Kind : uint8_t { kNone, kRmsNorm, kAdaRmsNorm, kGeglu };
+  Kind kind = Kind::kNone;
+  // kRmsNorm: scale = (1 + w) [K] (as add_rms_norm). kAdaRmsNorm: scale, shift = mod_scale,
+  // mod_shift [K] (as add_ada_rms_norm: rms(x) * (1 + scale) + shift). Unused otherwise.
+  Tensor scale, shift;
+  float eps = 1e-6f;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -111,6 +121,17 @@ class Backend {
   // y[M,N] (=|+=) act(x[M,K] · w[N,K]^T + bias[N]). accumulate: y += result (residual fused).
   virtual void linear(Tensor y, Tensor x, Tensor w, const Tensor* bias, Activation act,
                       bool accumulate) = 0;
+  // The action expert's GEMMs with what surrounds them fused (few rows: launches dominate):
+  // y[M,N] (=|+=) [gate[N] *] (pro(x) . w[N,K]^T). pro: kNone: x [M, K]; kRmsNorm / kAdaRmsNorm:
+  // the norm of x [M, K] over each whole row (as add_rms_norm / add_ada_rms_norm without delta);
+  // kGeglu: x is [M, 2K], pro(x) = gelu_tanh(x[:, :K]) * x[:, K:] (as geglu). gate (nullptr = 1)
+  // is the adaRMS gate of a gated residual, so it requires accumulate: y += gate * product.
+  // `staged` [M, K] and `product` [M, N] (activation dtype) are the buffers of the unfused
+  // composition a backend falls back to (pro(x) into staged, the GEMM into product, then
+  // y += gate * product; product may be empty when gate is null, staged when pro is kNone).
+  virtual void fused_linear(Tensor y, Tensor x, Tensor w, const LinearPrologue& pro,
+                            const Tensor* gate, bool accumulate, Tensor staged,
+                            Tensor product) = 0;
   // y = (x - mean) / sqrt(var + eps) * w + b, per row.
   virtual void layer_norm(Tensor y, Tensor x, Tensor w, Tensor b, float eps) = 0;
   // If delta: x += delta (in place, the residual stream). Then y = x * rsqrt(mean(x^2) + eps) *

@@ -57,6 +57,13 @@ void ProfilingBackend::linear(Tensor y, Tensor x, Tensor w, const Tensor* bias, 
     inner_->linear(y, x, w, bias, act, accumulate);
   });
 }
+void ProfilingBackend::fused_linear(Tensor y, Tensor x, Tensor w, const LinearPrologue& pro,
+                                    const Tensor* gate, bool accumulate, Tensor staged,
+                                    Tensor product) {
+  timed(x.rows() <= 64 ? "fused_linear(M<=64)" : "fused_linear", [&] {
+    inner_->fused_linear(y, x, w, pro, gate, accumulate, staged, product);
+  });
+}
 void ProfilingBackend::layer_norm(Tensor y, Tensor x, Tensor w, Tensor b, float eps) {
   timed("layer_norm", [&] { inner_->layer_norm(y, x, w, b, eps); });
 }

@@ -50,6 +50,8 @@ class ProfilingBackend final : public Backend {
 
   void linear(Tensor y, Tensor x, Tensor w, const Tensor* bias, Activation act,
               bool accumulate) override;
+  void fused_linear(Tensor y, Tensor x, Tensor w, const LinearPrologue& pro, const Tensor* gate,
+                    bool accumulate, Tensor staged, Tensor product) override;
   void layer_norm(Tensor y, Tensor x, Tensor w, Tensor b, float eps) override;
   void add_rms_norm(Tensor x, const Tensor* delta, Tensor y, Tensor scale, float eps) override;
   void add_ada_rms_norm(Tensor x, const Tensor* delta, const Tensor* gate, Tensor y,

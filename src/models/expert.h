@@ -10,13 +10,6 @@
 
 namespace frt {
 
-// The residual update that the next norm must apply first: x += gate * delta (gate may be
-// absent: plain residual).
-struct PendingResidual {
-  const Tensor* delta = nullptr;
-  const Tensor* gate = nullptr;
-};
-
 // Normalization of one expert norm site: adaRMS (Pi0.5: scale/shift rows) or (1 + w) RMSNorm.
 struct ExpertNorm {
   Tensor scale, shift, gate;  // adaRMS; gate multiplies the residual branch this norm opens
@@ -24,16 +17,21 @@ struct ExpertNorm {
   bool ada = false;
 };
 
-// Applies `pending` to the suffix stream ws.sx[0:S) and normalizes into ws.sn.
-void expert_norm(Backend& be, Workspace& ws, int S, const PendingResidual& pending,
-                 const ExpertNorm& norm, float eps);
+// The norm as the prologue of the GEMM that consumes it (Backend::fused_linear).
+LinearPrologue expert_prologue(const ExpertNorm& norm, float eps);
+// The gate of the residual branch this norm opens (adaRMS), nullptr for plain RMSNorm.
+const Tensor* expert_gate(const ExpertNorm& norm);
+
+// Normalizes the suffix stream ws.sx[0:S) into ws.sn (the final norm before action_out_proj).
+void expert_norm(Backend& be, Workspace& ws, int S, const ExpertNorm& norm, float eps);
 
 // One expert layer over suffix rows [0, S) at positions [valid, valid + S), attending to the
-// valid prefix and the suffix in the layer's KV cache (suffix K/V at rows [pre.rows, + S)).
-// Leaves the MLP output in ws.so as the pending residual of the next norm (gated by post.gate for
-// adaRMS).
+// valid prefix and the suffix in the layer's KV cache (suffix K/V at rows [pre.rows, + S)). The
+// norms run as prologues of the GEMMs after them and both residuals (gated by in.gate /
+// post.gate for adaRMS) as epilogues of the o and down GEMMs: ws.sx holds the layer's output on
+// return.
 void expert_layer(Backend& be, const GemmaLayerWeights& lw, const GemmaDims& g, Workspace& ws,
                   int layer, const PrefixLayout& pre, int S, const ExpertNorm& in,
-                  const ExpertNorm& post, PendingResidual& pending, int blind_rows);
+                  const ExpertNorm& post, int blind_rows);
 
 }  // namespace frt

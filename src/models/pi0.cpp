@@ -45,13 +45,11 @@ void Pi0Model::predict(ModelInputs& in, Dumps& dumps) {
 
     // Expert layers over [prefix ; suffix]; the state row (blind_rows = 1) sees the prefix and
     // itself, the action rows see everything.
-    PendingResidual pending;
     for (int l = 0; l < e.layers; ++l) {
       const GemmaLayerWeights& lw = w_.expert[l];
-      expert_layer(be_, lw, e, ws_, l, pre, S, rms(lw.input_scale), rms(lw.post_scale), pending,
-                   1);
+      expert_layer(be_, lw, e, ws_, l, pre, S, rms(lw.input_scale), rms(lw.post_scale), 1);
     }
-    finish_step(static_cast<int>(s), S, 1, pending, rms(w_.expert_final_scale), in, dumps);
+    finish_step(static_cast<int>(s), S, 1, rms(w_.expert_final_scale), in, dumps);
   }
   dumps.record("actions_normalized", in.x);
 }

@@ -44,13 +44,11 @@ void Pi05Model::predict(ModelInputs& in, Dumps& dumps) {
     const int step = static_cast<int>(s);
     be_.linear(ws_.sx.row_slice(0, H), in.x, w_.action_in_w, &w_.action_in_b, Activation::kNone,
                false);
-    std::vector<ExpertNorm> norms;  // kept alive: PendingResidual points at their gates
+    std::vector<ExpertNorm> norms;
     for (int i = 0; i < sites; ++i) norms.push_back(ada_norm(w_.adarms_mod, step, i, sites, e.width));
-    PendingResidual pending;
     for (int l = 0; l < e.layers; ++l)
-      expert_layer(be_, w_.expert[l], e, ws_, l, pre, H, norms[2 * l], norms[2 * l + 1], pending,
-                   0);
-    finish_step(step, H, 0, pending, norms[sites - 1], in, dumps);
+      expert_layer(be_, w_.expert[l], e, ws_, l, pre, H, norms[2 * l], norms[2 * l + 1], 0);
+    finish_step(step, H, 0, norms[sites - 1], in, dumps);
   }
   dumps.record("actions_normalized", in.x);
 }

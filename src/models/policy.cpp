@@ -19,11 +19,11 @@ Pi0FamilyModel::Pi0FamilyModel(Backend& be, const SafetensorsCheckpoint& ckpt,
 }
 
 void Pi0FamilyModel::finish_step(int step, int suffix_rows, int first_action_row,
-                                 const PendingResidual& pending, const ExpertNorm& final_norm,
-                                 ModelInputs& in, Dumps& dumps) {
+                                 const ExpertNorm& final_norm, ModelInputs& in,
+                                 Dumps& dumps) {
   constexpr float kRmsEps = 1e-6f;
   const int H = static_cast<int>(in.x.rows());
-  expert_norm(be_, ws_, suffix_rows, pending, final_norm, kRmsEps);
+  expert_norm(be_, ws_, suffix_rows, final_norm, kRmsEps);
   Tensor v = ws_.velocity.row_slice(0, H);
   be_.linear(v, ws_.sn.row_slice(first_action_row, H), w_.action_out_w, &w_.action_out_b,
              Activation::kNone, false);

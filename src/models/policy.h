@@ -30,9 +30,8 @@ class Pi0FamilyModel : public PolicyModel {
                  const ModelOptions& opts, int extra_suffix_rows);
   // Final expert norm over the suffix, action_out_proj over the H action rows starting at
   // `first_action_row`, then x += dt * v (the velocity of step 0 is dumped).
-  void finish_step(int step, int suffix_rows, int first_action_row,
-                   const PendingResidual& pending, const ExpertNorm& final_norm, ModelInputs& in,
-                   Dumps& dumps);
+  void finish_step(int step, int suffix_rows, int first_action_row, const ExpertNorm& final_norm,
+                   ModelInputs& in, Dumps& dumps);
 
   Backend& be_;
   ModelDims dims_;

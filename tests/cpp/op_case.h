@@ -76,6 +76,9 @@ class CaseContext {
   // An output buffer whose every element starts as NaN (an op must write before it reads).
   Tensor output(int64_t rows, int64_t cols, int64_t ld = 0);
   Tensor output(int64_t rows, int64_t cols, int64_t ld, DType dtype);
+  // Working memory an op may overwrite (fused_linear's staged / product buffers, which only a
+  // backend that does not fuse writes): its view is not checked, its guard bytes are.
+  Tensor scratch(int64_t rows, int64_t cols);
   // A weight through Backend::upload_weight; `values` is rounded to the returned dtype.
   Tensor weight(std::vector<float>& values, const std::vector<int64_t>& shape,
                 const std::string& name, WeightUse use = WeightUse::kGemm);
@@ -94,6 +97,7 @@ class CaseContext {
     Tensor full;                 // the whole 1-D allocation
     std::vector<uint8_t> image;  // its bytes as uploaded (sentinels + data)
     Tensor view;
+    bool scratch = false;  // the view may change freely
   };
   struct Expectation {
     std::string name;

@@ -34,6 +34,34 @@ D linear(const F& x, const F& w, const F* bias, int64_t M, int64_t N, int64_t K,
   return y;
 }
 
+D fused_linear(const F& x, const F& w, LinearPrologue::Kind pro, const F& scale, const F& shift,
+               double eps, const F* gate, int64_t M, int64_t N, int64_t K, const F* y0) {
+  using Kind = LinearPrologue::Kind;
+  const int64_t xc = pro == Kind::kGeglu ? 2 * K : K;
+  D a(static_cast<size_t>(M * K));  // pro(x), float64
+  for (int64_t m = 0; m < M; ++m) {
+    const float* xr = x.data() + m * xc;
+    double ms = 0;
+    for (int64_t k = 0; k < K; ++k) ms += static_cast<double>(xr[k]) * xr[k];
+    const double inv = 1.0 / std::sqrt(ms / static_cast<double>(K) + eps);
+    for (int64_t k = 0; k < K; ++k) {
+      double v = xr[k];
+      if (pro == Kind::kRmsNorm) v = xr[k] * inv * scale[k];
+      if (pro == Kind::kAdaRmsNorm) v = xr[k] * inv * (1.0 + scale[k]) + shift[k];
+      if (pro == Kind::kGeglu) v = gelu_tanh(xr[k]) * xr[K + k];
+      a[m * K + k] = v;
+    }
+  }
+  D y(static_cast<size_t>(M * N));
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t n = 0; n < N; ++n) {
+      double s = 0;
+      for (int64_t k = 0; k < K; ++k) s += a[m * K + k] * w[n * K + k];
+      y[m * N + n] = (gate ? (*gate)[n] : 1.0) * s + (y0 ? (*y0)[m * N + n] : 0.0);
+    }
+  return y;
+}
+
 D layer_norm(const F& x, const F& w, const F& b, int64_t M, int64_t cols, double eps) {
   D y(x.size());
   for (int64_t m = 0; m < M; ++m) {

@@ -21,6 +21,10 @@ double activate(Activation act, double x);
 // act(x[M,K] w[N,K]^T + bias) (+ y0 when accumulating).
 D linear(const F& x, const F& w, const F* bias, int64_t M, int64_t N, int64_t K, Activation act,
          const F* y0);
+// [gate *] (pro(x) . w[N,K]^T) (+ y0 when accumulating). pro: LinearPrologue's kind with its
+// scale / shift [K] (x [M, K]; kGeglu: x [M, 2K]); gate [N] or null.
+D fused_linear(const F& x, const F& w, LinearPrologue::Kind pro, const F& scale, const F& shift,
+               double eps, const F* gate, int64_t M, int64_t N, int64_t K, const F* y0);
 D layer_norm(const F& x, const F& w, const F& b, int64_t M, int64_t cols, double eps);
 
 struct NormOut {

@@ -36,6 +36,9 @@ class CpuBackend final : public Backend {
   // cpu_linear.cpp
   void linear(Tensor y, Tensor x, Tensor w, const Tensor* bias, Activation act,
               bool accumulate) override;
+  // cpu_fused_linear.cpp
+  void fused_linear(Tensor y, Tensor x, Tensor w, const LinearPrologue& pro, const Tensor* gate,
+                    bool accumulate, Tensor staged, Tensor product) override;
   // cpu_norms.cpp
   void layer_norm(Tensor y, Tensor x, Tensor w, Tensor b, float eps) override;
   void add_rms_norm(Tensor x, const Tensor* delta, Tensor y, Tensor scale, float eps) override;

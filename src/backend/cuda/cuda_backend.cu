@@ -148,9 +148,10 @@ bool cuda_supports_fp8(int device_index, std::string* why_not) {
 // every op has one in a CUDA build).
 bool cuda_op_implemented(const char* name) {
   static const char* const kOps[] = {
-      "linear",    "layer_norm",     "add_rms_norm", "add_ada_rms_norm",     "gated_add",
-      "geglu",     "activation",     "qkv_split_rope", "attention",          "patch_embed",
-      "resize_pad_normalize", "embed_gather", "time_embedding", "euler_update"};
+      "linear",         "fused_linear", "layer_norm",   "add_rms_norm",         "add_ada_rms_norm",
+      "gated_add",      "geglu",        "activation",   "qkv_split_rope",       "attention",
+      "patch_embed",    "resize_pad_normalize",         "embed_gather",         "time_embedding",
+      "euler_update"};
   if (!name) return false;
   for (const char* op : kOps)
     if (std::strcmp(op, name) == 0) return true;

@@ -66,6 +66,9 @@ class CudaBackend final : public Backend {
   // cuda_linear.cu
   void linear(Tensor y, Tensor x, Tensor w, const Tensor* bias, Activation act,
               bool accumulate) override;
+  // cuda_fused_linear.cu
+  void fused_linear(Tensor y, Tensor x, Tensor w, const LinearPrologue& pro, const Tensor* gate,
+                    bool accumulate, Tensor staged, Tensor product) override;
   // cuda_norms.cu
   void layer_norm(Tensor y, Tensor x, Tensor w, Tensor b, float eps) override;
   void add_rms_norm(Tensor x, const Tensor* delta, Tensor y, Tensor scale, float eps) override;

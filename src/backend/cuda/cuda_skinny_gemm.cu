@@ -23,8 +23,13 @@
 //  - FP8 weights: a lane's 16-byte vector is 16 k; it is dequantized to bf16 in registers with
 //    integer ops and one exact bf16x2 multiply (dequant_e4m3x16), x is staged permuted to match,
 //    and the per-tensor scale multiplies the fp32 sum in the epilogue. Half the bytes of bf16.
-//  - Epilogue fused: y = act(acc + bias) (+ y), fp32, rounded once (the CPU twin's order).
-// Covered by tests/gpu/test_cuda_skinny_gemm.cpp; timed by bench/bench_linear_cuda.cpp.
+//  - Epilogue fused: y = act(acc + bias) [* gate] (+ y), fp32, rounded once (the CPU twin's
+//    order).
+//  - fused_linear's prologue (a runtime switch in stage_x, once per stage, outside the weight
+//    loop): x is staged through registers as bf16(norm(x)) or bf16(gelu(g) * u); the norms' row
+//    factors are computed by every CTA over the whole K (cuda_skinny_gemm.cuh).
+// Covered by tests/gpu/test_cuda_skinny_gemm.cpp and test_cuda_fused_linear.cpp; timed by
+// bench/bench_linear_cuda.cpp and bench_fused_linear_cuda.cpp.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -68,7 +73,19 @@ struct SkinnyArgs {
   int ks;       // k per CTA (the cluster's split of K), a multiple of the batch k
   int xs_log2;  // log2 of the k width of one x stage (>= the batch k)
   int cluster;  // CTAs per cluster along grid x (the k-splits); 1 = no cluster
+  // fused_linear (cuda_fused_linear.cu): the prologue applied to x as it is staged and the gate
+  // of the epilogue. pro: a Prologue (kProNone for linear()).
+  int pro;
+  Mat pro_scale, pro_shift;  // [K] (norm prologues)
+  float eps;
+  int x_up;     // kProGeglu: column of x where the up half starts (= K), else 0
+  int rms_off;  // norm prologues: byte offset of inv_rms[M] in shared memory (past the stage
+                // area and the partial tile that reuses it)
+  Mat gate;     // [N] or absent: y (+)= gate[n] * ...
 };
+
+// LinearPrologue::Kind, as the kernel's runtime switch.
+enum Prologue : int { kProNone = 0, kProRms = 1, kProAda = 2, kProGeglu = 3 };
 
 #include "backend/cuda/cuda_skinny_gemm.cuh"  // device helpers (inside this namespace)
 
@@ -134,6 +151,10 @@ __global__ void __launch_bounds__(kThreads, 2) skinny_gemm_kernel(const SkinnyAr
 #pragma unroll
   for (int j = 0; j < MT; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
 
+  // Norm prologues: 1 / rms of each x row over the whole K (a CTA of a k-split stages only part
+  // of it), filled after griddepcontrol.wait; past the area the partial tile reuses.
+  float* inv_rms = reinterpret_cast<float*>(smem + a.rms_off);
+
   // x[:, k0 .. k0 + stage width) -> shared memory as bf16 (F32: hi plane, lo plane MP rows
   // below); zeros past M / K. Vector i of the stage: row i >> sh, 16-byte column i & mask.
   auto stage_x = [&](int k0) {
@@ -144,11 +165,22 @@ __global__ void __launch_bounds__(kThreads, 2) skinny_gemm_kernel(const SkinnyAr
       for (int i = threadIdx.x; i < total; i += kThreads) {
         const int m = i >> sh, c = i & mask, k = k0 + 8 * c;
         uint4 v = make_uint4(0u, 0u, 0u, 0u);
-        if (m < a.M && k < ke) v = permute_x8(__ldg(reinterpret_cast<const uint4*>(x + m * a.ldx + k)));
+        if (m < a.M && k < ke)
+          v = permute_x8(a.pro == kProNone ? __ldg(reinterpret_cast<const uint4*>(x + m * a.ldx + k))
+                                           : prologue_x8(a, x + m * a.ldx, k, inv_rms, m));
         *reinterpret_cast<uint4*>(smem + m * x_pitch + 16 * c) = v;
       }
     } else if constexpr (!XF32) {
       const __nv_bfloat16* x = static_cast<const __nv_bfloat16*>(a.x);
+      if (a.pro != kProNone) {  // through registers: the prologue needs the values (fused_linear)
+        for (int i = threadIdx.x; i < total; i += kThreads) {
+          const int m = i >> sh, c = i & mask, k = k0 + 8 * c;
+          uint4 v = make_uint4(0u, 0u, 0u, 0u);  // zeros past M / K (not the norm's shift)
+          if (m < a.M && k < ke) v = prologue_x8(a, x + m * a.ldx, k, inv_rms, m);
+          *reinterpret_cast<uint4*>(smem + m * x_pitch + 16 * c) = v;
+        }
+        return;
+      }
       for (int i = threadIdx.x; i < total; i += kThreads) {
         const int m = i >> sh, c = i & mask, k = k0 + 8 * c;
         const bool ok = m < a.M && k < ke;
@@ -234,6 +266,10 @@ __global__ void __launch_bounds__(kThreads, 2) skinny_gemm_kernel(const SkinnyAr
   asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
   asm volatile("griddepcontrol.wait;" ::: "memory");
 #endif
+  if (!XF32 && (a.pro == kProRms || a.pro == kProAda)) {  // uniform over the CTA
+    row_inv_rms(inv_rms, static_cast<const __nv_bfloat16*>(a.x), a.ldx, a.M, a.K, a.eps);
+    __syncthreads();
+  }
   for (int b = 0; b < nbat; b += 2) {
     if ((b & stage_mask) == 0) {   // b opens an x stage (stages hold an even number of batches)
       if (b > 0) __syncthreads();  // the previous stage is consumed
@@ -277,6 +313,7 @@ __global__ void __launch_bounds__(kThreads, 2) skinny_gemm_kernel(const SkinnyAr
   const int m_step = a.cluster * (kThreads / kRows);
   const bool live = n < a.N;
   const float bias_n = live ? cuda::load_vec(a.bias, n, 0.f) : 0.f;
+  const float gate_n = live ? cuda::load_vec(a.gate, n, 1.f) : 1.f;
   const float w_scale = W8 ? *a.w_scale : 1.f;  // after griddepcontrol.wait: may be new
   constexpr int kGroup = 4;  // x rows per thread finished together
   float out[kGroup];
@@ -311,6 +348,7 @@ __global__ void __launch_bounds__(kThreads, 2) skinny_gemm_kernel(const SkinnyAr
       const int m = m_first + i * m_step;
       if (m >= a.M) continue;
       float v = cuda::apply_act(a.act, (W8 ? out[i] * w_scale : out[i]) + bias_n);
+      if (a.gate.p) v *= gate_n;  // the gated residual of fused_linear
       if (a.accumulate) v += cuda::load(a.y, m, n);
       cuda::store(a.y, m, n, v);
     }
@@ -369,7 +407,7 @@ KernelFn kernel_for(int mt, int wk, int var) {
 struct Plan {
   int mt = 1, u = 4, wk = 1, rows = 128, batch_k = 128, cluster = 1, xs_log2 = 7;
   int64_t ks = 0, blocks_n = 0;
-  size_t smem = 0;
+  size_t smem = 0, rms_off = 0;
   bool clusters = false;  // device and kernel code support clusters (and griddepcontrol)
 };
 
@@ -383,6 +421,8 @@ size_t smem_bytes(int mt, int wk, int var, int xs_log2) {
 
 // Largest dynamic shared memory a CTA may ask for: two CTAs per SM, at most 72 KB each.
 constexpr int kSmemCap = 72 * 1024;
+// inv_rms of the norm prologues: one float per x row, after the stage / partial-tile area.
+constexpr int kRmsBytes = static_cast<int>(kSkinnyMaxRows * sizeof(float));
 
 struct DeviceShape {
   int sms = 0, major = 0, smem_per_cta = 0;  // smem_per_cta: what a CTA may use (2 per SM)
@@ -458,7 +498,8 @@ int log2_floor(int64_t v) {
 // Tile and split for a shape: enough CTAs to keep every SM streaming (about two per SM), rows
 // per CTA as large as that allows (x is re-read once per row block), k-splits only as deep as
 // needed and at least one weight batch each; x staged for the CTA's whole k-range when it fits.
-Plan make_plan(const CudaBackend& be, int64_t M, int64_t N, int64_t K, int var) {
+// norm: a norm prologue (fused_linear), whose inv_rms area comes out of the stage's share.
+Plan make_plan(const CudaBackend& be, int64_t M, int64_t N, int64_t K, int var, bool norm) {
   const DeviceShape dev = device_shape(be.device_index());
   Plan p;
   p.mt = m_tiles_for(M);
@@ -481,14 +522,80 @@ Plan make_plan(const CudaBackend& be, int64_t M, int64_t N, int64_t K, int var) 
   p.ks = (per_split + p.batch_k - 1) / p.batch_k * p.batch_k;
   // x stage: a power of two >= the batch k, covering ks if the shared memory allows.
   const int64_t planes_mp = (var == kVarXf32 ? 2 : 1) * 8 * static_cast<int64_t>(p.mt);
-  const int64_t fit = (dev.smem_per_cta / planes_mp - 64) / 2;
+  const int64_t fit = ((dev.smem_per_cta - (norm ? kRmsBytes : 0)) / planes_mp - 64) / 2;
   p.xs_log2 = log2_floor(p.batch_k) + 1;  // at least two batches (the loop takes pairs)
   while ((int64_t{1} << p.xs_log2) < p.ks && (int64_t{2} << p.xs_log2) <= fit) ++p.xs_log2;
-  p.smem = smem_bytes(p.mt, p.wk, var, p.xs_log2);
+  p.smem = p.rms_off = smem_bytes(p.mt, p.wk, var, p.xs_log2);
+  if (norm) p.smem += kRmsBytes;
   return p;
 }
 
 bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
+
+bool is_norm(LinearPrologue::Kind k) {
+  return k == LinearPrologue::Kind::kRmsNorm || k == LinearPrologue::Kind::kAdaRmsNorm;
+}
+
+// The GEMM's x [M, K] of fused_linear (the gate half of a GeGLU input [M, 2K]).
+Tensor gemm_x(const Tensor& x, const LinearPrologue& pro) {
+  return pro.kind == LinearPrologue::Kind::kGeglu ? x.col_slice(0, x.cols() / 2) : x;
+}
+
+// One launch of the kernel: linear()'s GEMM (pro kNone, gate null) or fused_linear's.
+void launch(CudaBackend& be, const char* op, Tensor y, Tensor x, Tensor w, const Tensor* bias,
+            Activation act, bool accumulate, const LinearPrologue& pro, const Tensor* gate) {
+  const int64_t M = x.rows(), K = w.cols(), N = w.rows();
+  const int var = variant_of(x.dtype, w.dtype);
+  const Plan p = make_plan(be, M, N, K, var, is_norm(pro.kind));
+
+  SkinnyArgs args;
+  args.w = w.data;
+  args.w_scale = var == kVarW8 ? w.quant->w_scale : nullptr;
+  args.ldw = w.ld();
+  args.x = x.data;
+  args.ldx = x.ld();
+  args.y = cuda::mat_of(y);
+  args.bias = cuda::mat_of(bias);
+  args.act = static_cast<int>(act);
+  args.accumulate = accumulate ? 1 : 0;
+  args.M = static_cast<int>(M);
+  args.N = static_cast<int>(N);
+  args.K = static_cast<int>(K);
+  args.ks = static_cast<int>(p.ks);
+  args.xs_log2 = p.xs_log2;
+  args.cluster = p.cluster;
+  args.pro = static_cast<int>(pro.kind);  // Prologue mirrors LinearPrologue::Kind
+  args.pro_scale = is_norm(pro.kind) ? cuda::mat_of(pro.scale) : Mat{};
+  args.pro_shift = pro.kind == LinearPrologue::Kind::kAdaRmsNorm ? cuda::mat_of(pro.shift) : Mat{};
+  args.eps = pro.eps;
+  args.x_up = pro.kind == LinearPrologue::Kind::kGeglu ? static_cast<int>(K) : 0;
+  args.rms_off = static_cast<int>(p.rms_off);
+  args.gate = cuda::mat_of(gate);
+
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = dim3(static_cast<unsigned>(p.cluster), static_cast<unsigned>(p.blocks_n), 1);
+  cfg.blockDim = dim3(kThreads, 1, 1);
+  cfg.dynamicSmemBytes = p.smem;
+  cfg.stream = be.stream();
+  cudaLaunchAttribute attrs[2];
+  int n_attrs = 0;
+  if (p.cluster > 1) {
+    attrs[n_attrs].id = cudaLaunchAttributeClusterDimension;
+    attrs[n_attrs].val.clusterDim.x = static_cast<unsigned>(p.cluster);
+    attrs[n_attrs].val.clusterDim.y = 1;
+    attrs[n_attrs].val.clusterDim.z = 1;
+    ++n_attrs;
+  }
+  if (be.skinny_gemm_pdl() && p.clusters) {  // sm_90+ code (griddepcontrol) on an sm_90+ GPU
+    attrs[n_attrs].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attrs[n_attrs].val.programmaticStreamSerializationAllowed = 1;
+    ++n_attrs;
+  }
+  cfg.attrs = attrs;
+  cfg.numAttrs = static_cast<unsigned>(n_attrs);
+  FRT_CUDA_CHECK(op, cudaLaunchKernelEx(&cfg, kernel_for(p.mt, p.wk, var), args));
+  FRT_CUDA_LAUNCH_CHECK(op);
+}
 }  // namespace
 
 bool skinny_gemm_supported(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor* bias) {
@@ -534,55 +641,34 @@ void skinny_gemm(CudaBackend& be, Tensor y, Tensor x, Tensor w, const Tensor* bi
   const char* op = "linear (skinny)";
   cuda::check_arg(skinny_gemm_supported(y, x, w, bias), op,
                   "operands outside the skinny kernel's domain (see skinny_gemm_supported)");
-  const int64_t M = x.rows(), K = x.cols(), N = w.rows();
-  const int var = variant_of(x.dtype, w.dtype);
-  const Plan p = make_plan(be, M, N, K, var);
+  launch(be, op, y, x, w, bias, act, accumulate, LinearPrologue{}, nullptr);
+}
 
-  SkinnyArgs args;
-  args.w = w.data;
-  args.w_scale = var == kVarW8 ? w.quant->w_scale : nullptr;
-  args.ldw = w.ld();
-  args.x = x.data;
-  args.ldx = x.ld();
-  args.y = cuda::mat_of(y);
-  args.bias = cuda::mat_of(bias);
-  args.act = static_cast<int>(act);
-  args.accumulate = accumulate ? 1 : 0;
-  args.M = static_cast<int>(M);
-  args.N = static_cast<int>(N);
-  args.K = static_cast<int>(K);
-  args.ks = static_cast<int>(p.ks);
-  args.xs_log2 = p.xs_log2;
-  args.cluster = p.cluster;
+bool skinny_fused_supported(const Tensor& y, const Tensor& x, const Tensor& w,
+                            const LinearPrologue& pro) {
+  // A prologue reads x as bf16 vectors (the F32-x variant stages hi/lo planes, no prologue).
+  if (pro.kind != LinearPrologue::Kind::kNone && x.dtype != DType::kBF16) return false;
+  if (pro.kind == LinearPrologue::Kind::kGeglu && x.cols() != 2 * w.cols()) return false;
+  return skinny_gemm_supported(y, gemm_x(x, pro), w, nullptr);
+}
 
-  cudaLaunchConfig_t cfg{};
-  cfg.gridDim = dim3(static_cast<unsigned>(p.cluster), static_cast<unsigned>(p.blocks_n), 1);
-  cfg.blockDim = dim3(kThreads, 1, 1);
-  cfg.dynamicSmemBytes = p.smem;
-  cfg.stream = be.stream();
-  cudaLaunchAttribute attrs[2];
-  int n_attrs = 0;
-  if (p.cluster > 1) {
-    attrs[n_attrs].id = cudaLaunchAttributeClusterDimension;
-    attrs[n_attrs].val.clusterDim.x = static_cast<unsigned>(p.cluster);
-    attrs[n_attrs].val.clusterDim.y = 1;
-    attrs[n_attrs].val.clusterDim.z = 1;
-    ++n_attrs;
-  }
-  if (be.skinny_gemm_pdl() && p.clusters) {  // sm_90+ code (griddepcontrol) on an sm_90+ GPU
-    attrs[n_attrs].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attrs[n_attrs].val.programmaticStreamSerializationAllowed = 1;
-    ++n_attrs;
-  }
-  cfg.attrs = attrs;
-  cfg.numAttrs = static_cast<unsigned>(n_attrs);
-  FRT_CUDA_CHECK(op, cudaLaunchKernelEx(&cfg, kernel_for(p.mt, p.wk, var), args));
-  FRT_CUDA_LAUNCH_CHECK(op);
+bool skinny_fused_would_handle(const CudaBackend& be, const Tensor& y, const Tensor& x,
+                               const Tensor& w, const LinearPrologue& pro) {
+  return be.skinny_gemm_enabled() && x.rows() <= kFusedRouteMaxRows &&
+         skinny_fused_supported(y, x, w, pro);
+}
+
+void skinny_gemm_fused(CudaBackend& be, Tensor y, Tensor x, Tensor w, const LinearPrologue& pro,
+                       const Tensor* gate, bool accumulate) {
+  const char* op = "fused_linear (skinny)";
+  cuda::check_arg(skinny_fused_supported(y, x, w, pro), op,
+                  "operands outside the skinny kernel's domain (see skinny_fused_supported)");
+  launch(be, op, y, gemm_x(x, pro), w, nullptr, Activation::kNone, accumulate, pro, gate);
 }
 
 std::string skinny_gemm_plan(const CudaBackend& be, int64_t M, int64_t N, int64_t K,
                              DType x_dtype, DType w_dtype) {
-  const Plan p = make_plan(be, M, N, K, variant_of(x_dtype, w_dtype));
+  const Plan p = make_plan(be, M, N, K, variant_of(x_dtype, w_dtype), false);
   std::ostringstream os;
   os << "m_tiles=" << p.mt << " steps/batch=" << p.u << " rows/cta=" << p.rows
      << " k_split=" << p.cluster << (p.cluster > 1 ? " (cluster)" : "")

@@ -1,8 +1,10 @@
 // Device helpers of the skinny weight-streaming GEMM (cuda_skinny_gemm.cu): streaming loads,
-// cp.async, the bf16 MMA, the F32-x hi/lo split, the FP8 (E4M3) -> bf16 register dequantization
-// and the cluster barrier / distributed-shared-memory accessors (sm_90+). Included by
-// cuda_skinny_gemm.cu only (inside its anonymous namespace).
-// Covered by tests/gpu/test_cuda_skinny_gemm.cpp and tests/gpu/test_cuda_fp8.cpp.
+// cp.async, the bf16 MMA, the F32-x hi/lo split, the FP8 (E4M3) -> bf16 register dequantization,
+// the cluster barrier / distributed-shared-memory accessors (sm_90+) and fused_linear's
+// prologues (norm / GeGLU applied to x while it is staged). Included by cuda_skinny_gemm.cu only
+// (inside its anonymous namespace, after SkinnyArgs and the block shape).
+// Covered by tests/gpu/test_cuda_skinny_gemm.cpp, tests/gpu/test_cuda_fp8.cpp and
+// tests/gpu/test_cuda_fused_linear.cpp.
 #pragma once
 
 // 16 bytes of weights if `pred`, else zeros: one predicated load (no branch), not kept in L1,
@@ -109,3 +111,60 @@ __device__ __forceinline__ uint4 permute_x8(const uint4& v) {
                     __byte_perm(v.z, v.w, 0x5410), __byte_perm(v.z, v.w, 0x7632));
 }
 
+
+// ---- fused_linear prologues (SkinnyArgs::pro) ----
+
+// 8 bf16 (one 16-byte vector) -> fp32, exactly.
+__device__ __forceinline__ void unpack_bf16x8(const uint4& v, float (&f)[8]) {
+  const uint32_t w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    f[2 * j] = __uint_as_float(w[j] << 16);
+    f[2 * j + 1] = __uint_as_float(w[j] & 0xffff0000u);
+  }
+}
+
+// inv[m] = 1 / sqrt(mean(x[m, 0:K)^2) + eps) for m < M: warp w takes rows w, w + 8, ..; fp32
+// sums of squares of the bf16 x (rows of 1-4 KB, read from L2), the arithmetic of the unfused
+// norm kernel. Every CTA computes all rows itself: with a k-split it stages only part of K.
+__device__ __forceinline__ void row_inv_rms(float* inv, const __nv_bfloat16* x, int64_t ldx, int M,
+                                            int K, float eps) {
+  const int lane = threadIdx.x & 31;
+  for (int m = threadIdx.x >> 5; m < M; m += kWarps) {
+    const __nv_bfloat16* row = x + m * ldx;
+    float ss = 0.f;
+    for (int k = 8 * lane; k < K; k += 8 * 32) {
+      float f[8];
+      unpack_bf16x8(__ldg(reinterpret_cast<const uint4*>(row + k)), f);
+#pragma unroll
+      for (int e = 0; e < 8; ++e) ss += f[e] * f[e];
+    }
+    ss = cuda::warp_sum(ss);
+    if (lane == 0) inv[m] = 1.f / sqrtf(ss / static_cast<float>(K) + eps);
+  }
+}
+
+// pro(x)[m, k .. k+8) as 8 bf16 (fp32 math, one rounding, like the unfused norm / geglu writing
+// bf16): kProRms x * inv * scale; kProAda x * inv * (1 + scale) + shift; kProGeglu
+// gelu_tanh(x[m, k]) * x[m, K + k]. xrow: row m of x; inv_rms[m]: its norm factor.
+__device__ __forceinline__ uint4 prologue_x8(const SkinnyArgs& a, const __nv_bfloat16* xrow, int k,
+                                             const float* inv_rms, int m) {
+  float f[8];
+  unpack_bf16x8(__ldg(reinterpret_cast<const uint4*>(xrow + k)), f);
+  if (a.pro == kProGeglu) {
+    float u[8];
+    unpack_bf16x8(__ldg(reinterpret_cast<const uint4*>(xrow + a.x_up + k)), u);
+#pragma unroll
+    for (int e = 0; e < 8; ++e) f[e] = cuda::gelu_tanh(f[e]) * u[e];
+  } else {
+    const float inv = inv_rms[m];
+    const bool ada = a.pro == kProAda;
+#pragma unroll
+    for (int e = 0; e < 8; ++e) {
+      const float sc = cuda::load(a.pro_scale, 0, k + e);
+      f[e] = ada ? f[e] * inv * (1.f + sc) + cuda::load(a.pro_shift, 0, k + e) : f[e] * inv * sc;
+    }
+  }
+  return make_uint4(pack_bf16(f[0], f[1]), pack_bf16(f[2], f[3]), pack_bf16(f[4], f[5]),
+                    pack_bf16(f[6], f[7]));
+}

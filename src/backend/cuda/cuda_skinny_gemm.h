@@ -39,6 +39,23 @@ bool skinny_gemm_would_handle(const CudaBackend& be, const Tensor& y, const Tens
 void skinny_gemm(CudaBackend& be, Tensor y, Tensor x, Tensor w, const Tensor* bias, Activation act,
                  bool accumulate);
 
+// fused_linear (cuda_fused_linear.cu) in one launch: the LinearPrologue applied to x while it is
+// staged (norms: each CTA first computes every row's inverse RMS over the whole K), the gate in
+// the epilogue. Needs what skinny_gemm_supported needs of the [M, K] GEMM input (the gate half of
+// a GeGLU x [M, 2K]) and, with a prologue, BF16 x.
+bool skinny_fused_supported(const Tensor& y, const Tensor& x, const Tensor& w,
+                            const LinearPrologue& pro);
+// Most rows fused_linear sends to the kernel. Unlike linear()'s routing this holds for every
+// weight size (gate_up's 16 MB included): the fusion saves the norm / GeGLU / residual launches.
+inline constexpr int64_t kFusedRouteMaxRows = 16;
+// Whether CudaBackend::fused_linear routes here: routing on, supported, M <= kFusedRouteMaxRows.
+bool skinny_fused_would_handle(const CudaBackend& be, const Tensor& y, const Tensor& x,
+                               const Tensor& w, const LinearPrologue& pro);
+// y (=|+=) [gate *] (pro(x) . w^T), fp32 throughout, one rounding into y; one launch, capturable.
+// Precondition: skinny_fused_supported() (throws kInternal otherwise).
+void skinny_gemm_fused(CudaBackend& be, Tensor y, Tensor x, Tensor w, const LinearPrologue& pro,
+                       const Tensor* gate, bool accumulate);
+
 // The launch the kernel would make for this shape on be's device, for logs and benchmarks, e.g.
 // "m_tiles=2 steps/batch=4 rows/cta=128 k_split=8 (cluster) ctas=160 k/cta=128 ...".
 std::string skinny_gemm_plan(const CudaBackend& be, int64_t M, int64_t N, int64_t K, DType x_dtype,

@@ -1,0 +1,40 @@
+// CPU fused_linear: the unfused composition of the existing CPU ops, which is what the op means
+// (backend.h): pro(x) into `staged` (add_rms_norm / add_ada_rms_norm without delta, or geglu),
+// linear into y (no gate) or into `product`, then gated_add(y, product, gate). Same arithmetic
+// as the model ran before the CUDA backend fused these steps. Covered by
+// tests/cpp/test_cpu_ops.cpp (FUSED_LINEAR cases in tests/cpp/op_cases_fused_linear.cpp).
+#include "backend/cpu/cpu_backend.h"
+#include "backend/cpu/cpu_check.h"
+
+namespace frt {
+
+void CpuBackend::fused_linear(Tensor y, Tensor x, Tensor w, const LinearPrologue& pro,
+                              const Tensor* gate, bool accumulate, Tensor staged,
+                              Tensor product) {
+  const char* op = "fused_linear";
+  using Kind = LinearPrologue::Kind;
+  cpu::check_tensor(op, "x", x, DType::kF32);
+  const int64_t M = x.rows(), K = w.cols(), N = w.rows();
+  cpu::check_matrix(op, "x", x, M, pro.kind == Kind::kGeglu ? 2 * K : K);
+  cpu::check_arg(!gate || accumulate, op, "a gate (gated residual) needs accumulate");
+  Tensor src = x;
+  if (pro.kind != Kind::kNone) {
+    cpu::check_matrix(op, "staged", staged, M, K);
+    if (pro.kind == Kind::kRmsNorm)
+      add_rms_norm(x, nullptr, staged, pro.scale, pro.eps);
+    else if (pro.kind == Kind::kAdaRmsNorm)
+      add_ada_rms_norm(x, nullptr, nullptr, staged, pro.scale, pro.shift, pro.eps);
+    else
+      geglu(staged, x);
+    src = staged;
+  }
+  if (!gate) {
+    linear(y, src, w, nullptr, Activation::kNone, accumulate);
+    return;
+  }
+  cpu::check_matrix(op, "product", product, M, N);
+  linear(product, src, w, nullptr, Activation::kNone, false);
+  gated_add(y, product, *gate);
+}
+
+}  // namespace frt
