@@ -11,6 +11,9 @@ Per request, overhead = client round trip - the server's own predict time (polic
 infer_ms of that very request): transport, (de)serialization, queueing and mapping, free of the
 predict's run-to-run noise; "inside the server" = the server's own message-to-reply time
 (server_timing.infer_ms / latency_ms) - predict. Also: round-trip p50 - in-process p50.
+  - openpi websocket through a lean client (a raw socket speaking RFC 6455 with a pre-packed
+    frame: no per-request Python packing, masking or reader thread), which separates the
+    server's overhead from openpi-client's own Python cost on the same wire bytes;
 Prints a table and one JSON line per protocol.
 
   python3 bench/bench_server.py                       # tiny synthetic checkpoint on the CPU
@@ -24,6 +27,8 @@ import base64
 import json
 import os
 import pathlib
+import socket
+import struct
 import shutil
 import subprocess
 import sys
@@ -40,6 +45,67 @@ sys.path.insert(0, str(REPO / "tests" / "python"))
 
 def pct(values, p):
     return float(np.percentile(np.asarray(values, dtype=np.float64), p))
+
+
+class LeanWebsocket:
+    """A minimal RFC 6455 client for timing: one binary message out, one in. The request frame
+    is built once (masked with an all-zero key, which leaves the payload as is and is valid: the
+    key is arbitrary), so a round trip costs one sendall and the reads of the reply."""
+
+    def __init__(self, port):
+        self.sock = socket.create_connection(("127.0.0.1", port))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall(("GET / HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nUpgrade: websocket\r\n"
+                           "Connection: Upgrade\r\nSec-WebSocket-Key: {}\r\n"
+                           "Sec-WebSocket-Version: 13\r\n\r\n").format(port, key).encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = self.sock.recv(4096)
+            if not chunk:
+                raise RuntimeError("server closed the websocket handshake")
+            head += chunk
+        if b" 101 " not in head.split(b"\r\n", 1)[0]:
+            raise RuntimeError("handshake refused: " + head.split(b"\r\n", 1)[0].decode())
+        self.buf = bytearray(head.split(b"\r\n\r\n", 1)[1])
+        self.metadata = self.recv()  # the server speaks first: its metadata
+
+    @staticmethod
+    def frame(payload):
+        n = len(payload)
+        if n < 126:
+            head = struct.pack("!BB", 0x82, 0x80 | n)
+        elif n < 65536:
+            head = struct.pack("!BBH", 0x82, 0x80 | 126, n)
+        else:
+            head = struct.pack("!BBQ", 0x82, 0x80 | 127, n)
+        return head + b"\0\0\0\0" + payload
+
+    def _read(self, n):
+        while len(self.buf) < n:
+            chunk = self.sock.recv(max(65536, n - len(self.buf)))
+            if not chunk:
+                raise RuntimeError("server closed the connection")
+            self.buf += chunk
+        out = bytes(self.buf[:n])
+        del self.buf[:n]
+        return out
+
+    def recv(self):
+        b0, b1 = self._read(2)
+        n = b1 & 0x7F
+        if n == 126:
+            n = struct.unpack("!H", self._read(2))[0]
+        elif n == 127:
+            n = struct.unpack("!Q", self._read(8))[0]
+        payload = self._read(n)
+        if (b0 & 0x0F) == 0x1:
+            raise RuntimeError("server error: " + payload.decode("utf-8", "replace"))
+        return payload
+
+    def round_trip(self, frame):
+        self.sock.sendall(frame)
+        return self.recv()
 
 
 def main():
@@ -59,7 +125,7 @@ def main():
     if args.omp_threads:
         os.environ["OMP_NUM_THREADS"] = os.environ["OPENBLAS_NUM_THREADS"] = args.omp_threads
 
-    from openpi_client import websocket_client_policy
+    from openpi_client import msgpack_numpy, websocket_client_policy
     from server_fixtures import ServerProcess
 
     ckpt = pathlib.Path(args.checkpoint or tempfile.mkdtemp(prefix="flashrt_bench_ckpt_"))
@@ -92,12 +158,20 @@ def main():
         client = websocket_client_policy.WebsocketClientPolicy("127.0.0.1", server.port)
         session = requests.Session()
         served = client.infer(obs)["actions"]
-        for name in ("websocket", "http"):
+        lean = LeanWebsocket(server.port)
+        lean_frame = LeanWebsocket.frame(msgpack_numpy.packb(obs))
+        lean_actions = msgpack_numpy.unpackb(lean.round_trip(lean_frame))["actions"]
+        if not np.array_equal(lean_actions, served):
+            sys.exit("the lean websocket client got other actions than openpi-client")
+        for name in ("websocket", "websocket-lean", "http"):
             rt, infer, total = [], [], []
             for i in range(args.warmup + args.iters):
                 t0 = time.perf_counter()
                 if name == "websocket":
                     out = client.infer(obs)
+                    ms, server_ms = out["policy_timing"]["infer_ms"], out["server_timing"]["infer_ms"]
+                elif name == "websocket-lean":
+                    out = msgpack_numpy.unpackb(lean.round_trip(lean_frame))
                     ms, server_ms = out["policy_timing"]["infer_ms"], out["server_timing"]["infer_ms"]
                 else:
                     r = session.post(server.url + "/predict", data=body, timeout=120)
@@ -144,7 +218,7 @@ def main():
                 "inprocess_p50_ms": pct(local, 50),
                 "inprocess_p99_ms": pct(local, 99),
                 "rt_p50_minus_inprocess_p50_ms": pct(rt, 50) - pct(local, 50)}
-        log("{:9s}: round trip p50 {:.3f} p99 {:.3f} ms | overhead (rt - server predict) p50 "
+        log("{:14s}: round trip p50 {:.3f} p99 {:.3f} ms | overhead (rt - server predict) p50 "
             "{:.3f} p99 {:.3f} ms (inside the server p50 {:.3f}) | rt p50 - in-process p50 "
             "{:+.3f} ms".format(name, line["rt_p50_ms"], line["rt_p99_ms"], line["overhead_p50_ms"],
                                 line["overhead_p99_ms"], line["server_side_p50_ms"],

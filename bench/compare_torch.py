@@ -103,6 +103,9 @@ def main():
                                             num_views=views, num_steps=a.steps,
                                             action_horizon=horizon, use_fp8=prec == "fp8")
                 engine[prec] = time_engine(model, inputs, a.warmup, a.iters, prompt)
+                # The replays' split by stage (event nodes inside the graph).
+                print(f"stages {views} view(s) h{horizon} {prec}: {model.profile_report()}",
+                      flush=True)
                 model.close()
             t50, t90 = time_torch(ref, views, inputs, a.torch_warmup, a.torch_iters, prompt)
             c50 = c90 = float("nan")

@@ -113,7 +113,8 @@ int cmd_bench(int argc, char** argv) {
     if (device_bytes > 0)
       std::printf(", whole device in use %.1f MB", static_cast<double>(device_bytes) / 1e6);
     std::printf("\n");
-    if (opts.profile_ops) std::printf("\n%s\n", model.profile_report().c_str());
+    const std::string report = model.profile_report();  // per op, or the replays' stage split
+    if (!report.empty()) std::printf("%s%s\n", opts.profile_ops ? "\n" : "", report.c_str());
   }
   std::printf("%s\n", line.dump().c_str());
   return 0;

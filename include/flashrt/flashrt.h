@@ -138,8 +138,9 @@ FRT_API frt_status_t frt_model_predict(frt_model_t* model, const frt_observation
 /* GPU time (ms) of the last predict's CUDA-graph replay; < 0 when it ran eagerly (CPU backend,
  * dumps enabled, graphs off). */
 FRT_API float frt_model_last_gpu_ms(frt_model_t* model);
-/* Per-stage / per-op timing table of the predicts so far (load option profile_ops); writes at most
- * capacity bytes including the terminating NUL; *needed receives the full size. */
+/* Per-stage / per-op timing table of the predicts so far (load option profile_ops), else the
+ * mean GPU time per stage of the CUDA graph replays so far ("" when there were none); writes at
+ * most capacity bytes including the terminating NUL; *needed receives the full size. */
 FRT_API frt_status_t frt_model_profile_report(const frt_model_t* model, char* buffer,
                                              size_t capacity, size_t* needed);
 /* Sets the prompt used when predict gets none. */

@@ -247,7 +247,8 @@ class VLAModel:
         return None if ms < 0 else float(ms)
 
     def profile_report(self):
-        """Per-stage / per-op times of the predicts so far (load with profile_ops=True)."""
+        """Per-stage / per-op times of the predicts so far (load with profile_ops=True), else the
+        mean GPU time per stage of the CUDA-graph replays so far ("" when none)."""
         needed = ctypes.c_size_t(0)
         _lib.check(self._lib.frt_model_profile_report(self._h(), None, 0, ctypes.byref(needed)))
         buf = ctypes.create_string_buffer(max(1, needed.value))

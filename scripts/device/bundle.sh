@@ -12,11 +12,16 @@ BUNDLE=${BUNDLE:-.device/bundle.tar.xz}
 export PATH=/usr/local/cuda/bin:$PATH
 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DFLASHRT_CUDA=ON -DFLASHRT_CUDA_ARCHS=90a \
   -DCMAKE_BUILD_RPATH='$ORIGIN' >/dev/null
-cmake --build "$BUILD" -j"$(nproc)" --target flashrt_cli flashrt flashrt_gpu_tests bench_fp8_cuda
+# The kernel benchmarks the `micro` stage of gpu_suite.sh runs.
+BENCHES="bench_fp8_cuda bench_small_ops_cuda bench_fused_linear_cuda bench_linear_cuda"
+BENCHES=$(for b in $BENCHES; do [ -f "bench/$b.cpp" ] && echo "$b"; done)
+cmake --build "$BUILD" -j"$(nproc)" --target flashrt_cli flashrt flashrt_gpu_tests $BENCHES
 OUT=$(mktemp -d)/bundle
 mkdir -p "$OUT"
-cp "$BUILD"/flashrt "$BUILD"/libflashrt.so "$BUILD"/flashrt_gpu_tests "$BUILD"/bench_fp8_cuda "$OUT"/
-strip --strip-unneeded "$OUT"/flashrt "$OUT"/libflashrt.so "$OUT"/flashrt_gpu_tests "$OUT"/bench_fp8_cuda
+for f in flashrt libflashrt.so flashrt_gpu_tests $BENCHES; do
+  cp "$BUILD/$f" "$OUT"/
+  strip --strip-unneeded "$OUT/$f"
+done
 for lib in libgomp.so.1 libopenblas.so.0 libgfortran.so.5 libquadmath.so.0 libsentencepiece.so.0 \
            libsentencepiece_train.so.0; do
   cp -L "/lib/x86_64-linux-gnu/$lib" "$OUT/"

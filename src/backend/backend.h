@@ -31,7 +31,7 @@ enum class Activation : uint8_t { kNone, kGeluTanh, kSilu };
 // What a weight is for, so a backend can pick its storage format at upload.
 enum class WeightUse : uint8_t {
   kGemm,         // a linear() weight [N, K]: FP8 in an FP8 backend, else the GEMM dtype
-  kGemmPrecise,  // a linear() weight kept out of FP8 (action in/out projections, Pi0 state/time)
+  kGemmPrecise,  // a linear() weight kept out of FP8 (SigLIP, action in/out, Pi0 state/time)
   kTable,        // a gathered table (token embeddings): GEMM dtype, never FP8
   kParam,        // norms, biases, position embeddings, conv weights, precomputed modulation
 };
@@ -104,6 +104,9 @@ class Backend {
   virtual float last_graph_ms() { return -1.f; }
   // Labels the ops that follow ("vision", "prefix", "denoise") for profilers; no-op by default.
   virtual void stage(const char* name) {}
+  // Mean GPU time per stage over the graph replays so far ("vision 3.12 ms, ..."): a backend
+  // with graphs marks the stage boundaries inside each capture; "" when it has nothing.
+  virtual std::string stage_report() { return {}; }
 
   // ---- FP8 calibration (backends with precision() == kFP8; the defaults have no sites) ----
   virtual Precision precision() const { return Precision::kBF16; }

@@ -122,7 +122,7 @@ int64_t Engine::params_in(Part part) const { return part_params_[static_cast<int
 
 std::string Engine::profile_report() const {
   const auto* p = dynamic_cast<const ProfilingBackend*>(backend_.get());
-  return p ? p->report() : std::string();
+  return p ? p->report() : backend_->stage_report();
 }
 
 void Engine::set_prompt(const std::string& prompt) { prompt_ = prompt; }

@@ -81,7 +81,8 @@ class Engine {
   int64_t params_in(Part part) const;
   // GPU time of the last predict's graph replay (ms), < 0 when it ran eagerly.
   float last_graph_ms() { return last_graph_ms_; }
-  // Per-stage / per-op times when loaded with profile_ops ("" otherwise).
+  // Per-stage / per-op times when loaded with profile_ops, else the graph replays' mean time per
+  // stage ("" when there is none).
   std::string profile_report() const;
 
   // Largest raw image accepted (pixels); larger ones get an error asking to downscale.

@@ -48,7 +48,8 @@ Workspace make_workspace(Backend& be, const ModelDims& d, int num_views, int max
   const DType a = be.activation_dtype();
   Workspace ws;
   const VisionDims& v = d.vision;
-  const int np = v.num_patches();
+  // Every view's tokens at once: the SigLIP GEMMs run over all views' rows together.
+  const int np = v.num_patches() * num_views;
   // f32 whatever the backend: the normalized pixels feed the fp32 patch embedding exactly.
   ws.image = be.alloc(DType::kF32, {v.image, v.image, 3}, "image");
   ws.vis_x = be.alloc(a, {np, v.width}, "vis_x");
@@ -88,30 +89,47 @@ Workspace make_workspace(Backend& be, const ModelDims& d, int num_views, int max
   return ws;
 }
 
-void encode_view(Backend& be, const Pi0Weights& w, const ModelDims& d, Workspace& ws,
-                 Tensor raw_u8, Tensor out, Dumps& dumps, int slot) {
+void encode_views(Backend& be, const Pi0Weights& w, const ModelDims& d, Workspace& ws,
+                  const ModelInputs& in, Tensor out, Dumps& dumps) {
   const VisionDims& v = d.vision;
-  const std::string tag = std::to_string(slot);
-  be.resize_pad_normalize(ws.image, raw_u8);
-  dumps.record("image." + tag, ws.image.reshape({v.image * v.image, 3}));
-  be.patch_embed(ws.vis_x, ws.image, w.patch_w, w.patch_b, w.pos_emb);
+  const int np = v.num_patches();
+  // Patch embeddings of the present views, stacked: view i owns rows [i*np, (i+1)*np).
+  std::vector<int> slots;
+  for (size_t slot = 0; slot < in.views.size(); ++slot) {
+    if (!in.views[slot].data) continue;
+    const std::string tag = std::to_string(slot);
+    be.resize_pad_normalize(ws.image, in.views[slot]);
+    dumps.record("image." + tag, ws.image.reshape({v.image * v.image, 3}));
+    be.patch_embed(ws.vis_x.row_slice(static_cast<int64_t>(slots.size()) * np, np), ws.image,
+                   w.patch_w, w.patch_b, w.pos_emb);
+    slots.push_back(static_cast<int>(slot));
+  }
+  const int n = static_cast<int>(slots.size()) * np;
+  Tensor x = rows(ws.vis_x, n), nrm = rows(ws.vis_n, n), qkv = rows(ws.vis_qkv, n);
+  Tensor attn = rows(ws.vis_attn, n), h = rows(ws.vis_h, n);
   const AttentionParams ap{v.heads, v.heads, v.head_dim,
                            1.0f / std::sqrt(static_cast<float>(v.head_dim)), 0, Tensor{}, 0};
   for (const SiglipLayerWeights& l : w.vision) {
-    // Pre-LN block: x += attn(LN1(x)); x += mlp(LN2(x)). Residuals fused into the GEMMs.
-    be.layer_norm(ws.vis_n, ws.vis_x, l.ln1_w, l.ln1_b, kLayerNormEps);
-    be.linear(ws.vis_qkv, ws.vis_n, l.qkv_w, &l.qkv_b, Activation::kNone, false);
-    be.attention(ws.vis_attn, ws.vis_qkv.col_slice(0, v.width),
-                 ws.vis_qkv.col_slice(v.width, v.width),
-                 ws.vis_qkv.col_slice(2 * v.width, v.width), ap);
-    be.linear(ws.vis_x, ws.vis_attn, l.o_w, &l.o_b, Activation::kNone, true);
-    be.layer_norm(ws.vis_n, ws.vis_x, l.ln2_w, l.ln2_b, kLayerNormEps);
-    be.linear(ws.vis_h, ws.vis_n, l.fc1_w, &l.fc1_b, Activation::kGeluTanh, false);
-    be.linear(ws.vis_x, ws.vis_h, l.fc2_w, &l.fc2_b, Activation::kNone, true);
+    // Pre-LN block: x += attn(LN1(x)); x += mlp(LN2(x)). Residuals fused into the GEMMs; only
+    // attention is per view (a view attends to its own patches).
+    be.layer_norm(nrm, x, l.ln1_w, l.ln1_b, kLayerNormEps);
+    be.linear(qkv, nrm, l.qkv_w, &l.qkv_b, Activation::kNone, false);
+    for (size_t i = 0; i < slots.size(); ++i) {
+      Tensor view_qkv = qkv.row_slice(static_cast<int64_t>(i) * np, np);
+      be.attention(attn.row_slice(static_cast<int64_t>(i) * np, np), view_qkv.col_slice(0, v.width),
+                   view_qkv.col_slice(v.width, v.width), view_qkv.col_slice(2 * v.width, v.width),
+                   ap);
+    }
+    be.linear(x, attn, l.o_w, &l.o_b, Activation::kNone, true);
+    be.layer_norm(nrm, x, l.ln2_w, l.ln2_b, kLayerNormEps);
+    be.linear(h, nrm, l.fc1_w, &l.fc1_b, Activation::kGeluTanh, false);
+    be.linear(x, h, l.fc2_w, &l.fc2_b, Activation::kNone, true);
   }
-  be.layer_norm(ws.vis_n, ws.vis_x, w.post_ln_w, w.post_ln_b, kLayerNormEps);
-  be.linear(out, ws.vis_n, w.proj_w, &w.proj_b, Activation::kNone, false);
-  dumps.record("vision_tokens." + tag, out);
+  be.layer_norm(nrm, x, w.post_ln_w, w.post_ln_b, kLayerNormEps);
+  be.linear(out.row_slice(0, n), nrm, w.proj_w, &w.proj_b, Activation::kNone, false);
+  for (size_t i = 0; i < slots.size(); ++i)
+    dumps.record("vision_tokens." + std::to_string(slots[i]),
+                 out.row_slice(static_cast<int64_t>(i) * np, np));
 }
 
 int valid_prefix_rows(const ModelDims& d, const ModelInputs& in) {
@@ -126,12 +144,9 @@ PrefixLayout encode_prefix(Backend& be, const Pi0Weights& w, const ModelDims& d,
   const int np = d.vision.num_patches();
   be.stage("vision");
   int P = 0;
-  for (size_t slot = 0; slot < in.views.size(); ++slot) {
-    if (!in.views[slot].data) continue;
-    encode_view(be, w, d, ws, in.views[slot], ws.prefix_x.row_slice(P, np), dumps,
-                static_cast<int>(slot));
-    P += np;
-  }
+  for (const Tensor& view : in.views)
+    if (view.data) P += np;
+  if (P > 0) encode_views(be, w, d, ws, in, ws.prefix_x.row_slice(0, P), dumps);
   be.stage("prefix");
   const float text_scale = static_cast<float>(std::sqrt(static_cast<double>(d.llm.width)));
   const int max_tokens = static_cast<int>(in.token_ids.numel());

@@ -52,7 +52,7 @@ struct ModelInputs {
 };
 
 struct Workspace {
-  // vision (one view at a time)
+  // vision: every view's patches stacked (rows [view * num_patches, ...)); one image buffer
   Tensor image;      // [224, 224, 3]
   Tensor vis_x, vis_n, vis_qkv, vis_attn, vis_h;
   // prefix
@@ -68,9 +68,11 @@ struct Workspace {
 Workspace make_workspace(Backend& be, const ModelDims& d, int num_views, int max_tokens,
                          int max_suffix);
 
-// One view: raw u8 [H, W, 3] → projected tokens written into `out` [num_patches, llm width].
-void encode_view(Backend& be, const Pi0Weights& w, const ModelDims& d, Workspace& ws,
-                 Tensor raw_u8, Tensor out, Dumps& dumps, int slot);
+// The present views of `in` (raw u8 [H, W, 3] each; masked views skipped) → their projected
+// tokens, stacked in slot order into `out` [present views * num_patches, llm width]. The GEMMs
+// run over every view's rows at once; attention stays per view.
+void encode_views(Backend& be, const Pi0Weights& w, const ModelDims& d, Workspace& ws,
+                  const ModelInputs& in, Tensor out, Dumps& dumps);
 
 // Where the prefix sits in the KV cache: rows [0, rows) hold [image tokens ; prompt padded to
 // its maximum]; only [0, *valid) are real (valid lives on the device, valid_host is its host

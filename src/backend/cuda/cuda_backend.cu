@@ -213,6 +213,11 @@ void CudaBackend::release() noexcept {
   graphs_.clear();
   if (graph_start_) cudaEventDestroy(graph_start_);
   if (graph_stop_) cudaEventDestroy(graph_stop_);
+  for (auto& [key, marks] : graph_marks_)
+    for (StageMark& m : marks) cudaEventDestroy(m.event);
+  graph_marks_.clear();
+  for (StageMark& m : capture_marks_) cudaEventDestroy(m.event);
+  capture_marks_.clear();
   for (void* p : buffers_) cudaFree(p);
   buffers_.clear();
   if (lt_) cublasLtDestroy(lt_);

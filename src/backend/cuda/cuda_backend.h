@@ -59,6 +59,9 @@ class CudaBackend final : public Backend {
   // CUDA graphs (cuda_graphs.cu): capture per key on first use, replay after.
   void run_graph(const std::string& key, const std::function<void()>& body) override;
   float last_graph_ms() override;
+  // Stage boundaries become event nodes of the captured graph (cuda_graphs.cu).
+  void stage(const char* name) override;
+  std::string stage_report() override;
   size_t bytes_allocated() const override { return bytes_; }
   size_t device_bytes_in_use() const override;
 
@@ -209,6 +212,18 @@ class CudaBackend final : public Backend {
   std::set<std::string> eager_keys_;  // shapes whose capture failed: run eagerly
   cudaEvent_t graph_start_ = nullptr, graph_stop_ = nullptr;
   bool graph_timed_ = false;
+  // Stage timing inside graphs: while capturing, stage() records an event node per boundary
+  // (capture_marks_); each graph keeps its marks, and last_graph_ms() adds the replay's stage
+  // times to stage_ms_ (name -> total ms, replays).
+  struct StageMark {
+    std::string name;
+    cudaEvent_t event = nullptr;
+  };
+  bool capturing_ = false;
+  std::vector<StageMark> capture_marks_;
+  std::map<std::string, std::vector<StageMark>> graph_marks_;
+  const std::vector<StageMark>* replay_marks_ = nullptr;
+  std::map<std::string, std::pair<double, int64_t>> stage_ms_;
   cublasLtHandle_t lt_ = nullptr;
   void* lt_workspace_ = nullptr;
   void* scratch_ = nullptr;

@@ -1,7 +1,11 @@
 // Whole-predict CUDA graphs: the body (every op of one predict) is captured once per key on the
 // backend's stream and replayed afterwards, so a predict costs one graph launch instead of
-// ~1,500 kernel launches. Replays are bracketed by events for last_graph_ms().
+// ~1,500 kernel launches. Replays are bracketed by events for last_graph_ms(), and the model's
+// stage boundaries (stage()) are event nodes inside the graph, so stage_report() splits the
+// replay time into vision / prefix / denoise as it really runs (no synchronization in between).
 // Covered by tests/gpu/test_cuda_graphs.cpp and the engine's replay-vs-eager check.
+#include <cstdio>
+
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_check.h"
 #include "core/log.h"
@@ -24,18 +28,24 @@ void CudaBackend::run_graph(const std::string& key, const std::function<void()>&
     cudaGraphExec_t exec = nullptr;
     cudaError_t err = cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal);
     if (err == cudaSuccess) {
+      capturing_ = true;
       try {
         body();
       } catch (...) {
+        capturing_ = false;
         cudaStreamEndCapture(stream_, &graph);  // leave the stream usable
         if (graph) cudaGraphDestroy(graph);
         throw;
       }
+      capturing_ = false;
       err = cudaStreamEndCapture(stream_, &graph);
     }
+    std::vector<StageMark> marks;
+    marks.swap(capture_marks_);
     if (err == cudaSuccess) err = cudaGraphInstantiate(&exec, graph, 0);
     if (graph) cudaGraphDestroy(graph);
     if (err != cudaSuccess) {
+      for (StageMark& m : marks) cudaEventDestroy(m.event);
       // Graphs are an optimization: a shape that cannot be captured runs eagerly (the warm-up
       // above already produced this call's result), and says so once.
       cudaGetLastError();
@@ -46,6 +56,7 @@ void CudaBackend::run_graph(const std::string& key, const std::function<void()>&
       return;
     }
     graphs_.emplace(key, exec);
+    graph_marks_[key] = std::move(marks);
     // Every capture is logged: a capture per predict would mean a launch parameter depends on
     // the inputs (scripts/device/check_graphs.py counts these lines).
     log_info("CUDA graph captured for input layout '", key, "' (", graphs_.size(),
@@ -61,6 +72,29 @@ void CudaBackend::run_graph(const std::string& key, const std::function<void()>&
   FRT_CUDA_CHECK(op, cudaGraphLaunch(it->second, stream_));
   FRT_CUDA_CHECK(op, cudaEventRecord(graph_stop_, stream_));
   graph_timed_ = true;
+  auto marks = graph_marks_.find(key);
+  replay_marks_ = marks == graph_marks_.end() ? nullptr : &marks->second;
+}
+
+void CudaBackend::stage(const char* name) {
+  if (!capturing_) return;
+  // An external event node: recorded when the replay reaches this point of the graph.
+  StageMark m{name, nullptr};
+  FRT_CUDA_CHECK("stage", cudaEventCreate(&m.event));
+  capture_marks_.push_back(m);
+  FRT_CUDA_CHECK("stage", cudaEventRecordWithFlags(m.event, stream_, cudaEventRecordExternal));
+}
+
+std::string CudaBackend::stage_report() {
+  if (stage_ms_.empty()) return {};
+  std::string out = "graph replay by stage (mean over replays):";
+  for (const auto& [name, total] : stage_ms_) {
+    char buf[96];
+    std::snprintf(buf, sizeof(buf), " %s %.3f ms", name.c_str(),
+                  total.first / static_cast<double>(total.second));
+    out += buf;
+  }
+  return out;
 }
 
 float CudaBackend::last_graph_ms() {
@@ -68,6 +102,19 @@ float CudaBackend::last_graph_ms() {
   float ms = -1.f;
   FRT_CUDA_CHECK("last_graph_ms", cudaEventSynchronize(graph_stop_));
   FRT_CUDA_CHECK("last_graph_ms", cudaEventElapsedTime(&ms, graph_start_, graph_stop_));
+  if (replay_marks_) {
+    // Stage i runs from its mark to the next one (the last to the replay's end).
+    const std::vector<StageMark>& marks = *replay_marks_;
+    for (size_t i = 0; i < marks.size(); ++i) {
+      float part = 0.f;
+      cudaEvent_t end = i + 1 < marks.size() ? marks[i + 1].event : graph_stop_;
+      FRT_CUDA_CHECK("last_graph_ms", cudaEventElapsedTime(&part, marks[i].event, end));
+      auto& total = stage_ms_[marks[i].name];
+      total.first += part;
+      total.second += 1;
+    }
+    replay_marks_ = nullptr;  // counted once per replay
+  }
   return ms;
 }
 
