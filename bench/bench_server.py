@@ -6,14 +6,15 @@ then times N requests per protocol after a warm-up:
   - openpi websocket (openpi-client's WebsocketClientPolicy, LIBERO-style: 2 views 224x224x3
     uint8, float64 state, prompt, fixed noise);
   - HTTP JSON (POST /predict with raw base64 images);
+  - both again through lean clients (raw sockets, request bytes built once: no per-request
+    packing, masking, reader thread or requests-library cost; the websocket one speaks RFC 6455
+    with openpi's message bytes), which separates the server's overhead from the Python clients'
+    own cost on the same wire bytes;
 and, with the server stopped, the same predict in this process through flash_rt.
 Per request, overhead = client round trip - the server's own predict time (policy_timing /
 infer_ms of that very request): transport, (de)serialization, queueing and mapping, free of the
 predict's run-to-run noise; "inside the server" = the server's own message-to-reply time
 (server_timing.infer_ms / latency_ms) - predict. Also: round-trip p50 - in-process p50.
-  - openpi websocket through a lean client (a raw socket speaking RFC 6455 with a pre-packed
-    frame: no per-request Python packing, masking or reader thread), which separates the
-    server's overhead from openpi-client's own Python cost on the same wire bytes;
 Prints a table and one JSON line per protocol.
 
   python3 bench/bench_server.py                       # tiny synthetic checkpoint on the CPU
@@ -108,6 +109,48 @@ class LeanWebsocket:
         return self.recv()
 
 
+class LeanHttp:
+    """Keep-alive HTTP/1.1 over a raw socket with the request bytes built once: what the server
+    adds to a POST /predict, without the requests library's per-call cost."""
+
+    def __init__(self, port, body):
+        self.sock = socket.create_connection(("127.0.0.1", port))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        data = body.encode()
+        self.request = ("POST /predict HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: "
+                        "application/json\r\nContent-Length: {}\r\n\r\n").format(
+                            port, len(data)).encode() + data
+        self.buf = bytearray()
+
+    def round_trip(self):
+        self.sock.sendall(self.request)
+        while b"\r\n\r\n" not in self.buf:
+            self._more()
+        head, rest = bytes(self.buf).split(b"\r\n\r\n", 1)
+        status = head.split(b"\r\n", 1)[0]
+        length = None
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        if length is None:
+            raise RuntimeError("reply without Content-Length: " + status.decode())
+        self.buf = bytearray(rest)
+        while len(self.buf) < length:
+            self._more()
+        body = bytes(self.buf[:length])
+        del self.buf[:length]
+        if b" 200 " not in status + b" ":
+            raise RuntimeError(status.decode() + ": " + body.decode("utf-8", "replace"))
+        return json.loads(body)
+
+    def _more(self):
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise RuntimeError("server closed the connection")
+        self.buf += chunk
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--bin", default=os.environ.get("FLASHRT_BIN", str(REPO / "build" / "flashrt")))
@@ -163,7 +206,8 @@ def main():
         lean_actions = msgpack_numpy.unpackb(lean.round_trip(lean_frame))["actions"]
         if not np.array_equal(lean_actions, served):
             sys.exit("the lean websocket client got other actions than openpi-client")
-        for name in ("websocket", "websocket-lean", "http"):
+        lean_http = LeanHttp(server.port, body)
+        for name in ("websocket", "websocket-lean", "http", "http-lean"):
             rt, infer, total = [], [], []
             for i in range(args.warmup + args.iters):
                 t0 = time.perf_counter()
@@ -173,6 +217,9 @@ def main():
                 elif name == "websocket-lean":
                     out = msgpack_numpy.unpackb(lean.round_trip(lean_frame))
                     ms, server_ms = out["policy_timing"]["infer_ms"], out["server_timing"]["infer_ms"]
+                elif name == "http-lean":
+                    out = lean_http.round_trip()
+                    ms, server_ms = out["infer_ms"], out["latency_ms"]
                 else:
                     r = session.post(server.url + "/predict", data=body, timeout=120)
                     r.raise_for_status()

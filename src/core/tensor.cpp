@@ -3,8 +3,8 @@
 
 #include <cmath>
 #include <cstdlib>
-#include <limits>
 #include <cstring>
+#include <limits>
 #include <sstream>
 
 #include "core/status.h"
@@ -98,14 +98,29 @@ Tensor make_view(void* data, DType dtype, Device device, const std::vector<int64
   return t;
 }
 
-HostTensor::HostTensor(DType dtype, std::vector<int64_t> shape)
+HostTensor::HostTensor(DType dtype, std::vector<int64_t> shape, HostInit init)
     : dtype_(dtype), shape_(std::move(shape)) {
   size_t bytes = nbytes();
   size_t rounded = (bytes + 63) / 64 * 64;
   if (rounded == 0) rounded = 64;
   data_ = std::aligned_alloc(64, rounded);
   if (!data_) throw_error(Status::kOutOfMemory, "host allocation of ", bytes, " bytes failed");
-  std::memset(data_, 0, rounded);
+  if (init == HostInit::kZero)
+    std::memset(data_, 0, rounded);
+  else  // the caller writes [0, bytes); the alignment tail is still defined
+    std::memset(static_cast<char*>(data_) + bytes, 0, rounded - bytes);
+}
+
+float max_abs(const float* v, size_t n) {
+  float amax = 0.f;
+  int bad = 0;
+#pragma omp parallel for reduction(max : amax) reduction(| : bad) if (n > (1 << 20))
+  for (size_t i = 0; i < n; ++i) {
+    const float a = std::fabs(v[i]);
+    bad |= !std::isfinite(a);
+    amax = a > amax ? a : amax;
+  }
+  return bad ? std::numeric_limits<float>::infinity() : amax;
 }
 
 HostTensor::HostTensor(HostTensor&& o) noexcept

@@ -70,10 +70,14 @@ Tensor make_view(void* data, DType dtype, Device device, std::initializer_list<i
 Tensor make_view(void* data, DType dtype, Device device, const std::vector<int64_t>& shape);
 
 // Owning host tensor (64-byte aligned storage).
+// Whether a new HostTensor's bytes are zeroed (the default) or left for the caller to overwrite
+// entirely (kNone: the load path, where zeroing 14 GB of f32 that is written next cost seconds).
+enum class HostInit : uint8_t { kZero, kNone };
+
 class HostTensor {
  public:
   HostTensor() = default;
-  HostTensor(DType dtype, std::vector<int64_t> shape);
+  HostTensor(DType dtype, std::vector<int64_t> shape, HostInit init = HostInit::kZero);
   HostTensor(const HostTensor&) = delete;
   HostTensor& operator=(const HostTensor&) = delete;
   HostTensor(HostTensor&&) noexcept;
@@ -94,6 +98,10 @@ class HostTensor {
   std::vector<int64_t> shape_;
   void* data_ = nullptr;
 };
+
+// max |v[i]| over n floats (multi-threaded for large n); +inf when any value is inf or NaN, so
+// one isfinite() check on the result catches both.
+float max_abs(const float* v, size_t n);
 
 // bf16/f16 <-> f32 conversions (round-to-nearest-even for narrowing).
 float bf16_to_f32(uint16_t v);

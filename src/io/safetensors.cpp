@@ -448,7 +448,7 @@ const SafetensorsEntry& SafetensorsCheckpoint::get(std::string_view name,
 HostTensor SafetensorsCheckpoint::load_f32(std::string_view name,
                                            const std::vector<int64_t>& shape) const {
   const SafetensorsEntry& e = get(name, shape);
-  HostTensor t(DType::kF32, shape);
+  HostTensor t(DType::kF32, shape, HostInit::kNone);  // fully written by the conversion
   convert_to_f32(e.data, e.dtype, t.as<float>(), static_cast<size_t>(t.numel()));
   return t;
 }

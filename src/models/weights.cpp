@@ -75,7 +75,7 @@ class Reader {
     }
     std::vector<int64_t> shape = parts[0].shape();
     shape[0] = rows;
-    HostTensor out(DType::kF32, shape);
+    HostTensor out(DType::kF32, shape, HostInit::kNone);  // every byte copied below
     char* dst = static_cast<char*>(out.data());
     for (const HostTensor& p : parts) {
       std::memcpy(dst, p.data(), p.nbytes());

@@ -273,7 +273,7 @@ Tensor CudaBackend::upload_weight(HostTensor&& w, const std::string& name, Weigh
   if (w.data() == nullptr)
     throw_error(Status::kInternal, op, " '", name, "': empty host tensor");
   if (w.dtype() == DType::kBF16 || w.dtype() == DType::kF16) {
-    HostTensor wide(DType::kF32, w.shape());
+    HostTensor wide(DType::kF32, w.shape(), HostInit::kNone);
     convert_to_f32(w.data(), w.dtype(), wide.as<float>(), static_cast<size_t>(w.numel()));
     w = std::move(wide);
   }
@@ -296,9 +296,7 @@ Tensor CudaBackend::upload_weight(HostTensor&& w, const std::string& name, Weigh
   const int64_t n = w.numel();
   float w_scale = 1.f;
   if (to_fp8) {  // w_scale = amax / 448 over the f32 weight (1 for an all-zero weight)
-    const float* v = w.as<const float>();
-    float amax = 0.f;
-    for (int64_t i = 0; i < n; ++i) amax = std::max(amax, std::fabs(v[i]));
+    const float amax = max_abs(w.as<const float>(), static_cast<size_t>(n));
     if (!std::isfinite(amax))
       throw_error(Status::kInvalidArgument, op, " '", name, "': non-finite value in an FP8 weight");
     if (amax > 0.f) w_scale = amax / kE4M3Max;
