@@ -100,6 +100,13 @@ class Backend {
   // `key` and replays the capture afterwards; `key` must name everything the body's launch
   // parameters depend on. The default runs the body eagerly.
   virtual void run_graph(const std::string& key, const std::function<void()>& body) { body(); }
+  // Where a producer op should write linear(y, x, w, ...)'s input x: `x` itself, or, where the
+  // GEMM would quantize x first (an FP8 backend in QuantMode::kStatic, an FP8 weight, many rows),
+  // an F8E4M3 view of the backend's quantized-input buffer carrying w's QuantInfo. The producers
+  // that accept it (add_rms_norm, add_ada_rms_norm, geglu) then quantize as they store and the
+  // GEMM skips its quantize pass. The view is valid until the next linear() with an FP8 weight,
+  // so the producer must run right before its GEMM.
+  virtual Tensor gemm_input(Tensor x, Tensor w) { return x; }
   // GPU time of the last run_graph replay in ms (valid after synchronize); < 0 if unknown.
   virtual float last_graph_ms() { return -1.f; }
   // Labels the ops that follow ("vision", "prefix", "denoise") for profilers; no-op by default.
@@ -122,6 +129,7 @@ class Backend {
   // ---- ops (see ops.def for the table) ----
 
   // y[M,N] (=|+=) act(x[M,K] · w[N,K]^T + bias[N]). accumulate: y += result (residual fused).
+  // x may be gemm_input(·, w) (already quantized for w's site).
   virtual void linear(Tensor y, Tensor x, Tensor w, const Tensor* bias, Activation act,
                       bool accumulate) = 0;
   // The action expert's GEMMs with what surrounds them fused (few rows: launches dominate):
@@ -138,15 +146,16 @@ class Backend {
   // y = (x - mean) / sqrt(var + eps) * w + b, per row.
   virtual void layer_norm(Tensor y, Tensor x, Tensor w, Tensor b, float eps) = 0;
   // If delta: x += delta (in place, the residual stream). Then y = x * rsqrt(mean(x^2) + eps) *
-  // scale. `scale` already holds (1 + w): the fold happens at load.
+  // scale. `scale` already holds (1 + w): the fold happens at load. y may be a gemm_input() view.
   virtual void add_rms_norm(Tensor x, const Tensor* delta, Tensor y, Tensor scale, float eps) = 0;
   // adaRMS with the gated residual of Pi0.5's expert. If delta: x += gate[D] * delta (gate
-  // nullptr means 1). Then y = rms(x) * (1 + mod_scale[D]) + mod_shift[D].
+  // nullptr means 1). Then y = rms(x) * (1 + mod_scale[D]) + mod_shift[D]. y may be a
+  // gemm_input() view.
   virtual void add_ada_rms_norm(Tensor x, const Tensor* delta, const Tensor* gate, Tensor y,
                                 Tensor mod_scale, Tensor mod_shift, float eps) = 0;
   // x += gate[D] * delta, per row (the last gated residual, before the final norm's input).
   virtual void gated_add(Tensor x, Tensor delta, Tensor gate) = 0;
-  // y[S,F] = gelu_tanh(gate_up[:, :F]) * gate_up[:, F:2F].
+  // y[S,F] = gelu_tanh(gate_up[:, :F]) * gate_up[:, F:2F]. y may be a gemm_input() view.
   virtual void geglu(Tensor y, Tensor gate_up) = 0;
   // y = act(x) elementwise (y may alias x).
   virtual void activation(Tensor y, Tensor x, Activation act) = 0;

@@ -40,6 +40,7 @@ class ProfilingBackend final : public Backend {
   size_t device_bytes_in_use() const override { return inner_->device_bytes_in_use(); }
   // Profiling runs eagerly: per-op timing needs a synchronize between ops.
   void stage(const char* name) override { stage_ = name; }
+  Tensor gemm_input(Tensor x, Tensor w) override { return inner_->gemm_input(x, w); }
   Precision precision() const override { return inner_->precision(); }
   int quant_sites() const override { return inner_->quant_sites(); }
   void set_quant_mode(QuantMode mode) override { inner_->set_quant_mode(mode); }

@@ -173,8 +173,10 @@ void prefix_pass(Backend& be, const Pi0Weights& w, const ModelDims& d, Workspace
   for (int l = 0; l < g.layers; ++l) {
     const GemmaLayerWeights& lw = w.llm[l];
     Tensor k = rows(ws.k_cache[l], P), v = rows(ws.v_cache[l], P);
-    be.add_rms_norm(x, nullptr, n, lw.input_scale, kRmsEps);
-    be.linear(qkv, n, lw.qkv_w, nullptr, Activation::kNone, false);
+    // gemm_input: in FP8 the norm / GeGLU write the next GEMM's quantized input directly.
+    const Tensor n_qkv = be.gemm_input(n, lw.qkv_w);
+    be.add_rms_norm(x, nullptr, n_qkv, lw.input_scale, kRmsEps);
+    be.linear(qkv, n_qkv, lw.qkv_w, nullptr, Activation::kNone, false);
     // Masked views are dropped and the padding comes last, so position = row index.
     be.qkv_split_rope(q, k, v, qkv, g.heads, g.kv_heads, g.head_dim, 0, nullptr, kRopeTheta);
     dumps.record("prefix_k." + std::to_string(l), k.row_slice(0, pre.valid_host));
@@ -182,10 +184,12 @@ void prefix_pass(Backend& be, const Pi0Weights& w, const ModelDims& d, Workspace
     if (l + 1 == g.layers) break;  // the last layer only has to produce K and V
     be.attention(attn, q, k, v, ap);
     be.linear(x, attn, lw.o_w, nullptr, Activation::kNone, true);
-    be.add_rms_norm(x, nullptr, n, lw.post_scale, kRmsEps);
-    be.linear(gu, n, lw.gate_up_w, nullptr, Activation::kNone, false);
-    be.geglu(h, gu);
-    be.linear(x, h, lw.down_w, nullptr, Activation::kNone, true);
+    const Tensor n_gu = be.gemm_input(n, lw.gate_up_w);
+    be.add_rms_norm(x, nullptr, n_gu, lw.post_scale, kRmsEps);
+    be.linear(gu, n_gu, lw.gate_up_w, nullptr, Activation::kNone, false);
+    const Tensor h_down = be.gemm_input(h, lw.down_w);
+    be.geglu(h_down, gu);
+    be.linear(x, h_down, lw.down_w, nullptr, Activation::kNone, true);
   }
 }
 

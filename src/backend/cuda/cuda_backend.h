@@ -57,6 +57,8 @@ class CudaBackend final : public Backend {
   void copy_to_host(void* host_dst, Tensor src, size_t bytes) override;
   void synchronize() override;
   // CUDA graphs (cuda_graphs.cu): capture per key on first use, replay after.
+  // FP8 producer fusion (cuda_fp8.cu): an F8E4M3 view of fp8_x_ for the GEMMs linear_fp8 runs.
+  Tensor gemm_input(Tensor x, Tensor w) override;
   void run_graph(const std::string& key, const std::function<void()>& body) override;
   float last_graph_ms() override;
   // Stage boundaries become event nodes of the captured graph (cuda_graphs.cu).
@@ -166,7 +168,8 @@ class CudaBackend final : public Backend {
 
   void* scratch(size_t bytes, const char* op) const;
   // linear() with F8E4M3 weights and more rows than the skinny kernel takes (cuda_fp8.cu):
-  // quantize x (static or dynamic scale), FP8 cuBLASLt GEMM with epilogue.
+  // quantize x (static or dynamic scale; skipped when x is already the site's gemm_input()),
+  // FP8 cuBLASLt GEMM with epilogue.
   void linear_fp8(Tensor y, Tensor x, Tensor w, const Tensor* bias, Activation act,
                   bool accumulate);
   // A GEMM with the full linear epilogue through cuBLASLt: fused epilogue where cuBLASLt takes

@@ -17,7 +17,8 @@
 
 namespace frt::cuda {
 
-// kElemF8: OCP E4M3, read-only (FP8 weights in the fallback GEMM; unscaled).
+// kElemF8: OCP E4M3. Read: unscaled (FP8 weights in the fallback GEMM). Written (an FP8 GEMM
+// input from Backend::gemm_input, see mat_out): the value rounded to bf16, divided by *qscale.
 enum ElemType : int { kElemF32 = 0, kElemBF16 = 1, kElemF8 = 2 };
 
 // A matrix (or vector: row 0) operand as kernels see it. p == nullptr: absent (optional operand).
@@ -25,6 +26,7 @@ struct Mat {
   void* p = nullptr;
   int64_t ld = 0;  // elements between rows
   int type = kElemF32;
+  const float* qscale = nullptr;  // kElemF8 outputs: the consuming GEMM site's x_scale (device)
 };
 
 // Host: the Mat of a checked F32/BF16 tensor (nullptr tensor pointer: an absent operand).
@@ -43,6 +45,28 @@ inline Mat mat_of(const Tensor& t) {
 }
 inline Mat mat_of(const Tensor* t) { return t ? mat_of(*t) : Mat{}; }
 
+// Host: the Mat of an op's output that may also be an FP8 GEMM input made by gemm_input()
+// (F8E4M3 with the consuming site's QuantInfo): producers then quantize as they store, exactly as
+// the GEMM's own quantize pass would have (bf16 rounding, then / x_scale, E4M3 saturating).
+inline Mat mat_out(const Tensor& t) {
+  if (t.dtype != DType::kF8E4M3) return mat_of(t);
+  if (!t.quant)
+    throw_error(Status::kInternal, "cuda: an F8E4M3 output without QuantInfo (not from gemm_input)");
+  Mat m;
+  m.p = t.data;
+  m.ld = t.ld();
+  m.type = kElemF8;
+  m.qscale = t.quant->x_scale;
+  return m;
+}
+
+// The E4M3 byte of a value stored through an FP8 output Mat (see ElemType).
+__device__ __forceinline__ uint8_t quantize_out(float v, const float* qscale) {
+  const float b = __bfloat162float(__float2bfloat16_rn(v));
+  return static_cast<uint8_t>(
+      __nv_cvt_float_to_fp8(__fdiv_rn(b, *qscale), __NV_SATFINITE, __NV_E4M3));
+}
+
 __device__ __forceinline__ float load(const Mat& m, int64_t r, int64_t c) {
   const int64_t i = r * m.ld + c;
   if (m.type == kElemBF16) return __bfloat162float(static_cast<const __nv_bfloat16*>(m.p)[i]);
@@ -58,6 +82,8 @@ __device__ __forceinline__ void store(const Mat& m, int64_t r, int64_t c, float 
   const int64_t i = r * m.ld + c;
   if (m.type == kElemBF16)
     static_cast<__nv_bfloat16*>(m.p)[i] = __float2bfloat16_rn(v);
+  else if (m.type == kElemF8)
+    static_cast<uint8_t*>(m.p)[i] = quantize_out(v, m.qscale);
   else
     static_cast<float*>(m.p)[i] = v;
 }
@@ -125,7 +151,7 @@ namespace frt::cuda {
 
 // 8 consecutive elements of m at (r, c) into / from fp32 registers: one 16-byte load for BF16,
 // two for F32. The caller guarantees c % 8 == 0, ld % 8 == 0 and a 16-byte aligned base
-// (vec8_ok on the host); F8 operands never take these paths.
+// (vec8_ok on the host); F8 operands are never loaded this way, only stored (vec8_ok_out).
 __device__ __forceinline__ void load8(const Mat& m, int64_t r, int64_t c, float (&v)[8]) {
   const int64_t i = r * m.ld + c;
   if (m.type == kElemBF16) {
@@ -154,6 +180,11 @@ __device__ __forceinline__ void store8(const Mat& m, int64_t r, int64_t c, const
     }
     *reinterpret_cast<uint4*>(static_cast<__nv_bfloat16*>(m.p) + i) =
         make_uint4(w[0], w[1], w[2], w[3]);
+  } else if (m.type == kElemF8) {  // one 8-byte store (vec8_ok_out: 8-byte aligned rows)
+    uint32_t w[2] = {0u, 0u};
+#pragma unroll
+    for (int e = 0; e < 8; ++e) w[e / 4] |= uint32_t(quantize_out(v[e], m.qscale)) << (8 * (e % 4));
+    *reinterpret_cast<uint2*>(static_cast<uint8_t*>(m.p) + i) = make_uint2(w[0], w[1]);
   } else {
     float4* p = reinterpret_cast<float4*>(static_cast<float*>(m.p) + i);
     p[0] = make_float4(v[0], v[1], v[2], v[3]);
@@ -169,6 +200,11 @@ inline bool vec8_ok(const Tensor* t) {
   return reinterpret_cast<uintptr_t>(t->data) % 16 == 0 && t->ld() % 8 == 0;
 }
 inline bool vec8_ok(const Tensor& t) { return vec8_ok(&t); }
+// An output that store8 may write: as vec8_ok, or an FP8 gemm_input with 8-byte aligned rows.
+inline bool vec8_ok_out(const Tensor& t) {
+  if (t.dtype != DType::kF8E4M3) return vec8_ok(t);
+  return reinterpret_cast<uintptr_t>(t.data) % 16 == 0 && t.ld() % 8 == 0;
+}
 // A per-channel vector read as row 0 (its row stride does not matter).
 inline bool vec8_ok_vector(const Tensor* t) {
   if (!t || !t->data) return true;

@@ -163,19 +163,20 @@ void CudaBackend::geglu(Tensor y, Tensor gate_up) {
   const int64_t S = gate_up.rows(), F = gate_up.cols() / 2;
   cuda::check_matrix(op, "gate_up", gate_up, S, 2 * F, {DType::kBF16, DType::kF32});
   cuda::check_arg(gate_up.cols() % 2 == 0, op, "gate_up has an odd number of columns");
-  cuda::check_matrix(op, "y", y, S, F, {DType::kBF16, DType::kF32});
+  // y may be an FP8 GEMM input from gemm_input(): GeGLU then quantizes as it stores.
+  cuda::check_matrix(op, "y", y, S, F, {DType::kBF16, DType::kF32, DType::kF8E4M3});
   if (S * F == 0) return;
   // Small operands (the expert's 10 x 4096: 1.57 us scalar vs 1.88 us vec8 on an H100) keep one
   // element per thread: 8 serial tanhf per thread cost more latency than the wide loads save.
-  if (F % 8 == 0 && S * F >= (1 << 20) && S * F / 8 < INT32_MAX && cuda::vec8_ok(y) &&
+  if (F % 8 == 0 && S * F >= (1 << 20) && S * F / 8 < INT32_MAX && cuda::vec8_ok_out(y) &&
       cuda::vec8_ok(gate_up)) {
     const int n8 = static_cast<int>(S * F / 8);
     cuda::launch(*this, op, geglu_vec8_kernel, cuda::grid_for(n8), cuda::kThreads, 0,
-                 cuda::mat_of(y), cuda::mat_of(gate_up), n8, static_cast<int>(F / 8));
+                 cuda::mat_out(y), cuda::mat_of(gate_up), n8, static_cast<int>(F / 8));
     return;
   }
   cuda::launch(*this, op, geglu_kernel, cuda::grid_for(S * F), cuda::kThreads, 0,
-               cuda::mat_of(y), cuda::mat_of(gate_up), S, F);
+               cuda::mat_out(y), cuda::mat_of(gate_up), S, F);
 }
 
 void CudaBackend::activation(Tensor y, Tensor x, Activation act) {

@@ -7,6 +7,9 @@
 //  2. one cuBLASLt FP8 GEMM (E4M3 x E4M3, fp32 compute, BF16/F32 out) whose A / B scale pointers
 //     are the device floats w_scale and x_scale, so new scales need no recapture; bias / GELU /
 //     residual as in the bf16 path (gemm_with_epilogue, cuda_linear.cu).
+// Producer fusion: gemm_input() hands the norm / GeGLU before such a GEMM an F8E4M3 view of
+// fp8_x_ carrying the site's scale; they quantize as they store (cuda::mat_out) and step 1 is
+// skipped: bit-identical to the two-pass result, one pass over x fewer.
 // Also: the QuantInfo storage and the calibration methods (reset / read amax, write scales).
 // Covered by tests/gpu/test_cuda_fp8.cpp; timed by bench/bench_fp8_cuda.cpp.
 #include <cuda_bf16.h>
@@ -21,6 +24,7 @@
 #include "backend/cuda/cuda_common.cuh"
 #include "backend/cuda/cuda_launch.cuh"
 #include "backend/cuda/cuda_fp8.h"
+#include "backend/cuda/cuda_skinny_gemm.h"
 
 namespace frt {
 
@@ -161,6 +165,29 @@ void CudaBackend::linear_fp8(Tensor y, Tensor x, Tensor w, const Tensor* bias, A
   Fp8Scale s;
   s.scale = qi.x_scale;
   const float* x_scale = qi.x_scale;
+  if (x.dtype == DType::kF8E4M3) {  // gemm_input(): the producer quantized it already
+    cuda::check_arg(quant_mode_ == QuantMode::kStatic && x.data == fp8_x_ && x.ld() == K, op,
+                    "a pre-quantized x outside static mode or not from gemm_input()");
+    Gemm g;
+    g.M = M;
+    g.N = N;
+    g.K = K;
+    g.x = x.data;
+    g.ldx = K;
+    g.xt = DType::kF8E4M3;
+    g.w = w.data;
+    g.ldw = w.ld();
+    g.wt = DType::kF8E4M3;
+    g.y = y.data;
+    g.ldy = y.ld();
+    g.yt = y.dtype;
+    g.accumulate = accumulate;
+    g.a_scale = qi.w_scale;
+    g.b_scale = x_scale;
+    ++linear_stats_.fp8_lt;
+    gemm_with_epilogue(op, g, bias, act);
+    return;
+  }
   if (quant_mode_ == QuantMode::kCalibrate) {  // dynamic: this input's own amax
     FRT_CUDA_CHECK(op, cudaMemsetAsync(fp8_dyn_, 0, sizeof(float), stream_));
     amax_into(stream_, pdl_enabled_, x, fp8_dyn_);
@@ -202,6 +229,23 @@ void CudaBackend::linear_fp8(Tensor y, Tensor x, Tensor w, const Tensor* bias, A
     ++linear_stats_.fp8_lt;
     gemm_with_epilogue(op, g, bias, act);
   }
+}
+
+// ---------------------------------------------------------------- producer fusion
+
+Tensor CudaBackend::gemm_input(Tensor x, Tensor w) {
+  // Only where linear() would run linear_fp8 with a static scale on x as one row chunk: FP8
+  // weight, static mode, not the skinny kernel's rows, and the layout cuBLASLt takes as is.
+  if (precision_ != Precision::kFP8 || quant_mode_ != QuantMode::kStatic || !fp8_x_ ||
+      w.dtype != DType::kF8E4M3 || !w.quant || x.dtype != DType::kBF16 || x.cols() != w.cols())
+    return x;
+  const int64_t M = x.rows(), K = x.cols();
+  if (K % 16 != 0 || M * K > static_cast<int64_t>(kFp8XBytes) ||
+      skinny_gemm_would_handle(*this, x, x, w, nullptr))
+    return x;
+  Tensor q = make_view(fp8_x_, DType::kF8E4M3, Device::kCuda, {M, K});
+  q.quant = w.quant;
+  return q;
 }
 
 // ---------------------------------------------------------------- sites and calibration

@@ -49,8 +49,11 @@ void CudaBackend::linear(Tensor y, Tensor x, Tensor w, const Tensor* bias, Activ
                          bool accumulate) {
   const char* op = "linear";
   const int64_t M = x.rows(), K = x.cols(), N = w.rows();
-  cuda::check_matrix(op, "x", x, M, K, {DType::kBF16, DType::kF32});
+  cuda::check_matrix(op, "x", x, M, K, {DType::kBF16, DType::kF32, DType::kF8E4M3});
   cuda::check_matrix(op, "w", w, N, K, {DType::kBF16, DType::kF32, DType::kF8E4M3});
+  // An F8E4M3 x is gemm_input(x, w): quantized with w's site scale (linear_fp8 takes it as is).
+  cuda::check_arg(x.dtype != DType::kF8E4M3 || (w.quant && x.quant == w.quant), op,
+                  "an F8E4M3 x must be gemm_input(x, w) for this very weight");
   cuda::check_matrix(op, "y", y, M, N, {DType::kBF16, DType::kF32});
   if (bias) cuda::check_vector(op, "bias", *bias, N, {DType::kF32, DType::kBF16});
   cuda::check_arg(act == Activation::kNone || act == Activation::kGeluTanh ||
@@ -60,7 +63,8 @@ void CudaBackend::linear(Tensor y, Tensor x, Tensor w, const Tensor* bias, Activ
   cuda::check_arg(w.dtype != DType::kF8E4M3 || w.quant != nullptr, op,
                   "F8E4M3 weight without QuantInfo (not made by upload_weight)");
   if (M == 0 || N == 0) return;
-  if (skinny_gemm_would_handle(*this, y, x, w, bias)) {  // few rows: weight-streaming kernel
+  if (x.dtype != DType::kF8E4M3 && skinny_gemm_would_handle(*this, y, x, w, bias)) {
+    // few rows: the weight-streaming kernel
     ++linear_stats_.skinny;
     // Calibration measures every FP8 site, whichever path runs it (x stays bf16 here).
     if (w.dtype == DType::kF8E4M3 && quant_mode_ == QuantMode::kCalibrate)

@@ -6,6 +6,7 @@
 // row held in registers (one read of x), 16-byte loads, warp-shuffle reductions and no block
 // barrier; the expert's 10-row norms were latency bound in the old 256-thread-per-row kernel
 // (docs/cuda_backend.md, "Small kernels"). Otherwise: one block of 256 threads per row.
+// The RMS norms' y may be an FP8 GEMM input (Backend::gemm_input): quantized as it is stored.
 // Covered by tests/gpu/test_cuda_ops.cpp (CudaOps.LayerNorm, CudaOps.AddRmsNorm,
 // CudaOps.AddAdaRmsNorm); timed by bench/bench_small_ops_cuda.cpp.
 #include <cmath>
@@ -237,13 +238,14 @@ void CudaBackend::add_rms_norm(Tensor x, const Tensor* delta, Tensor y, Tensor s
   const int64_t M = x.rows(), D = x.cols();
   cuda::check_matrix(op, "x", x, M, D, {DType::kBF16, DType::kF32});
   if (delta) cuda::check_matrix(op, "delta", *delta, M, D, {DType::kBF16, DType::kF32});
-  cuda::check_matrix(op, "y", y, M, D, {DType::kBF16, DType::kF32});
+  // y may be an FP8 GEMM input from gemm_input(): the norm then quantizes as it stores.
+  cuda::check_matrix(op, "y", y, M, D, {DType::kBF16, DType::kF32, DType::kF8E4M3});
   cuda::check_vector(op, "scale", scale, D, {DType::kF32, DType::kBF16});
   check_rows(op, M, D);
   if (M == 0) return;
-  const bool vec8 = cuda::vec8_ok(x) && cuda::vec8_ok(delta) && cuda::vec8_ok(y) &&
+  const bool vec8 = cuda::vec8_ok(x) && cuda::vec8_ok(delta) && cuda::vec8_ok_out(y) &&
                     cuda::vec8_ok_vector(&scale);
-  launch_rms(*this, op, vec8, cuda::mat_of(x), cuda::mat_of(delta), Mat{}, cuda::mat_of(y),
+  launch_rms(*this, op, vec8, cuda::mat_of(x), cuda::mat_of(delta), Mat{}, cuda::mat_out(y),
              cuda::mat_of(scale), 0.f, Mat{}, M, D, eps);
 }
 
@@ -257,16 +259,16 @@ void CudaBackend::add_ada_rms_norm(Tensor x, const Tensor* delta, const Tensor* 
     cuda::check_arg(delta != nullptr, op, "a gate without a delta");
     cuda::check_vector(op, "gate", *gate, D, {DType::kF32, DType::kBF16});
   }
-  cuda::check_matrix(op, "y", y, M, D, {DType::kBF16, DType::kF32});
+  cuda::check_matrix(op, "y", y, M, D, {DType::kBF16, DType::kF32, DType::kF8E4M3});
   cuda::check_vector(op, "mod_scale", mod_scale, D, {DType::kF32, DType::kBF16});
   cuda::check_vector(op, "mod_shift", mod_shift, D, {DType::kF32, DType::kBF16});
   check_rows(op, M, D);
   if (M == 0) return;
-  const bool vec8 = cuda::vec8_ok(x) && cuda::vec8_ok(delta) && cuda::vec8_ok(y) &&
+  const bool vec8 = cuda::vec8_ok(x) && cuda::vec8_ok(delta) && cuda::vec8_ok_out(y) &&
                     cuda::vec8_ok_vector(gate) && cuda::vec8_ok_vector(&mod_scale) &&
                     cuda::vec8_ok_vector(&mod_shift);
   launch_rms(*this, op, vec8, cuda::mat_of(x), cuda::mat_of(delta), cuda::mat_of(gate),
-             cuda::mat_of(y), cuda::mat_of(mod_scale), 1.f, cuda::mat_of(mod_shift), M, D, eps);
+             cuda::mat_out(y), cuda::mat_of(mod_scale), 1.f, cuda::mat_of(mod_shift), M, D, eps);
 }
 
 }  // namespace frt
