@@ -65,22 +65,36 @@ class Reader {
     return t;
   }
 
-  // Concatenates tensors along dim 0 (fused projections).
+  // Concatenates tensors along dim 0 (fused projections), converting each part straight from
+  // the mapped file into its rows (no per-part buffer and copy: 5 GB less memory traffic at full
+  // size).
   HostTensor concat_rows(const std::vector<std::string>& names) {
-    std::vector<HostTensor> parts;
-    int64_t rows = 0;
+    std::vector<const SafetensorsEntry*> parts;
+    std::vector<int64_t> shape;
+    int64_t rows = 0, part_numel_total = 0;
     for (const std::string& n : names) {
-      parts.push_back(f32(n));
-      rows += parts.back().shape()[0];
+      auto it = specs_.find(n);
+      FRT_CHECK(it != specs_.end(), "weight '", n, "' is not in the weight table");
+      used_.insert(n);
+      parts.push_back(&ckpt_.get(n, it->second.shape));
+      if (shape.empty()) shape = it->second.shape;
+      FRT_CHECK(it->second.shape.size() == shape.size(), "concat_rows: rank mismatch at '", n, "'");
+      rows += it->second.shape[0];
+      int64_t numel = 1;
+      for (int64_t d : it->second.shape) numel *= d;
+      part_numel_total += numel;
     }
-    std::vector<int64_t> shape = parts[0].shape();
     shape[0] = rows;
-    HostTensor out(DType::kF32, shape, HostInit::kNone);  // every byte copied below
-    char* dst = static_cast<char*>(out.data());
-    for (const HostTensor& p : parts) {
-      std::memcpy(dst, p.data(), p.nbytes());
-      dst += p.nbytes();
+    const auto t0 = std::chrono::steady_clock::now();
+    HostTensor out(DType::kF32, shape, HostInit::kNone);  // every element converted below
+    FRT_CHECK(out.numel() == part_numel_total, "concat_rows: parts of unequal row widths");
+    float* dst = out.as<float>();
+    for (const SafetensorsEntry* e : parts) {
+      const int64_t numel = static_cast<int64_t>(e->nbytes / dtype_size(e->dtype));
+      convert_to_f32(e->data, e->dtype, dst, static_cast<size_t>(numel));
+      dst += numel;
     }
+    g_timing.read_ms += ms_since(t0);
     return out;
   }
 
