@@ -10,8 +10,10 @@
 // Per case: 1. check: fused vs unfused outputs (cosine, max abs error; the unfused path rounds
 // its intermediates to bf16 once more); 2. time: a CUDA graph of 100 calls of each path rotating
 // over weight copies (>= 160 MB, so L2 never serves weights), 20 timed replays; us per call.
-// One CSV line per case ("csv,...").
-// Run: build/bench_fused_linear_cuda  (exits 0 with a note when no usable GPU is present)
+// One CSV line per case ("csv,..."). --sweep adds, at M = 10, the skinny kernel run directly
+// (fused, and plain as linear() would run it) under every forced plan (skinny_gemm_force_plan:
+// warps along k x k-split), one "sweep,..." line each.
+// Run: build/bench_fused_linear_cuda [--sweep]  (exits 0 with a note when no usable GPU)
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -55,7 +57,7 @@ std::vector<float> read_f32(frt::Backend& be, const Tensor& t) {
   return out;
 }
 
-void run_case(frt::CudaBackend& be, const Shape& s, int64_t M, const char* prec) {
+void run_case(frt::CudaBackend& be, const Shape& s, int64_t M, const char* prec, bool sweep) {
   const int64_t K = s.K, N = s.N, xc = s.pro == Kind::kGeglu ? 2 * K : K;
   bench::RandomTensors rnd(7);
   // Weights: one upload (bf16 or FP8 by the backend's precision), copies share its QuantInfo.
@@ -161,10 +163,40 @@ void run_case(frt::CudaBackend& be, const Shape& s, int64_t M, const char* prec)
               static_cast<long long>(M), static_cast<long long>(K), static_cast<long long>(N),
               f_us, u_us, cos, max_abs, ok ? 1 : 0, fused_one_launch ? 1 : 0);
   std::fflush(stdout);
+  if (!sweep) return;
+
+  // 3. --sweep: the skinny kernel run directly, fused (this case's prologue / gate) and plain
+  // (its GEMM alone on the staged input, as linear() would run it), for each forced plan
+  // (warps along k x k-split); 0 0 = the plan's own choice.
+  const Tensor plain_x = s.pro == Kind::kGeglu ? staged : x;
+  for (int wk : {0, 1, 2})
+    for (int cl : {0, 1, 2, 4, 8}) {
+      if ((wk == 0) != (cl == 0)) continue;
+      frt::skinny_gemm_force_plan(wk, cl);
+      auto sweep_time = [&](bool fuse) {
+        const std::vector<double> us = bench::time_graph_replays(
+            be.stream(), {kCallsPerGraph, 3, 1, 0, kReplays}, [&](int i) {
+              if (fuse)
+                frt::skinny_gemm_fused(be, y_f, x, w[i % copies], pro, gp, acc);
+              else
+                frt::skinny_gemm(be, product, plain_x, w[i % copies], nullptr,
+                                 frt::Activation::kNone, false);
+            });
+        return bench::median(us);
+      };
+      const double fu = sweep_time(true), pl = sweep_time(false);
+      std::printf("sweep,%s,%s,M=%lld,wk=%d,cluster=%d,fused_us=%.3f,plain_us=%.3f  [%s]\n", prec,
+                  s.name, static_cast<long long>(M), wk, cl, fu, pl,
+                  frt::skinny_gemm_plan(be, M, N, K, DType::kBF16, w0.dtype).c_str());
+      std::fflush(stdout);
+    }
+  frt::skinny_gemm_force_plan(0, 0);
 }
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+  // --sweep: also time the skinny kernel (fused and plain) under each forced plan, at M = 10.
+  const bool sweep = argc >= 2 && std::string(argv[1]) == "--sweep";
   std::string why;
   if (!frt::cuda_available(&why)) {
     std::printf("bench_fused_linear_cuda: no usable GPU (%s); nothing timed\n", why.c_str());
@@ -185,7 +217,8 @@ int main() {
       std::unique_ptr<frt::Backend> owner = frt::make_cuda_backend(0, p);
       auto& be = dynamic_cast<frt::CudaBackend&>(*owner);
       for (const Shape& s : shapes)
-        for (int64_t M : {10, 11}) run_case(be, s, M, p == frt::Precision::kFP8 ? "fp8" : "bf16");
+        for (int64_t M : {10, 11})
+          run_case(be, s, M, p == frt::Precision::kFP8 ? "fp8" : "bf16", sweep && M == 10);
     }
   } catch (const frt::Error& e) {
     std::fprintf(stderr, "bench_fused_linear_cuda: %s\n", e.what());

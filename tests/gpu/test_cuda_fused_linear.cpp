@@ -4,8 +4,8 @@
 //  qkv 1024->2560 (RMSNorm / adaRMS prologue), o 2048->1024 (gated residual), gate_up
 //  1024->8192 (norm prologue), down 4096->1024 (GeGLU prologue + gated residual, and ungated as
 //  in Pi0), at M = 1, 10 (one fused launch) and 51 (the unfused fallback), bf16 and FP8 weights;
-// plus the kernel run directly at rows fused_linear does not route to it (M = 51, 64), odd
-// sizes, the routing decision (one launch or not) and a CUDA-graph capture (replay == eager,
+// plus the kernel run directly at rows fused_linear does not route to it (M = 51, 64), gate_up
+// at M = 10 (not routed: weight size), odd sizes, the routing decision (one launch or not) and a CUDA-graph capture (replay == eager,
 // bit for bit). Prints "FUSED_LINEAR(...) y: cos=... max_abs=..." per case.
 // SKIPPED without a GPU (the FP8 cases also without FP8 tensor cores).
 // Run: build/flashrt_gpu_tests --gtest_filter='*CudaFusedLinear*'
@@ -161,7 +161,8 @@ TEST_P(CudaFusedLinear, ExpertShapes) {
 TEST_P(CudaFusedLinear, KernelEveryRowCountAndOddSizes) {
   run({51, 1024, 2560, Kind::kAdaRmsNorm, false, false}, Path::kKernel);
   run({64, 4096, 1024, Kind::kGeglu, true, true}, Path::kKernel);
-  run({17, 1024, 8192, Kind::kRmsNorm, false, false}, Path::kKernel);
+  run({17, 1024, 8192, Kind::kRmsNorm, false, false}, Path::kKernel);  // rows from L2
+  run({10, 1024, 8192, Kind::kAdaRmsNorm, false, false}, Path::kKernel);  // wide plan, rows staged
   run({33, 2048, 1024, Kind::kNone, true, true}, Path::kKernel);
   run({3, 144, 200, Kind::kAdaRmsNorm, true, true}, Path::kKernel);
   run({9, 272, 37, Kind::kGeglu, false, false, 560}, Path::kKernel);

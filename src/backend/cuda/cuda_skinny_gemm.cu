@@ -25,10 +25,12 @@
 //    and the per-tensor scale multiplies the fp32 sum in the epilogue. Half the bytes of bf16.
 //  - Epilogue fused: y = act(acc + bias) [* gate] (+ y), fp32, rounded once (the CPU twin's
 //    order).
-//  - fused_linear's prologue (a runtime switch in stage_x, once per stage, outside the weight
-//    loop): x is staged through registers as bf16(norm(x)) or bf16(gelu(g) * u); the norms' row
-//    factors are computed by every CTA over the whole K (cuda_skinny_gemm.cuh).
-// Covered by tests/gpu/test_cuda_skinny_gemm.cpp and test_cuda_fused_linear.cpp; timed by
+//  - fused_linear's prologue (a runtime switch in stage_x, outside the weight loop), one
+//    cp.async round trip after griddepcontrol.wait: norms stage whole x rows (M x K, when they
+//    fit) plus scale / shift, take the row factors from shared memory and normalize the CTA's
+//    k-range in place; GeGLU goes through registers (gelu(g) * u).
+// Routing (which calls come here): cuda_skinny_gemm_route.cu. Covered by
+// tests/gpu/test_cuda_skinny_gemm.cpp and test_cuda_fused_linear.cpp; timed by
 // bench/bench_linear_cuda.cpp and bench_fused_linear_cuda.cpp.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -81,6 +83,9 @@ struct SkinnyArgs {
   int x_up;     // kProGeglu: column of x where the up half starts (= K), else 0
   int rms_off;  // norm prologues: byte offset of inv_rms[M] in shared memory (past the stage
                 // area and the partial tile that reuses it)
+  int pro_off;  // norm_full: byte offset in shared memory of the staged scale (shift at + 4 ks)
+  int norm_full;  // norm prologue with whole x rows in one stage (k 0 .. K, the CTA's k-range
+                  // at column kb): one cp.async round trip; 0: rows too long, read from L2
   Mat gate;     // [N] or absent: y (+)= gate[n] * ...
 };
 
@@ -151,43 +156,18 @@ __global__ void __launch_bounds__(kThreads, 2) skinny_gemm_kernel(const SkinnyAr
 #pragma unroll
   for (int j = 0; j < MT; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
 
-  // Norm prologues: 1 / rms of each x row over the whole K (a CTA of a k-split stages only part
-  // of it), filled after griddepcontrol.wait; past the area the partial tile reuses.
+  // Norm prologues: 1 / rms of each x row over the whole K (a CTA of a k-split multiplies only
+  // part of it), filled after griddepcontrol.wait; past the area the partial tile reuses.
   float* inv_rms = reinterpret_cast<float*>(smem + a.rms_off);
+  // Byte column of the CTA's first k in the x stage: norm_full stages whole rows from k 0.
+  const int x_col = a.norm_full ? 2 * kb : 0;
 
   // x[:, k0 .. k0 + stage width) -> shared memory as bf16 (F32: hi plane, lo plane MP rows
   // below); zeros past M / K. Vector i of the stage: row i >> sh, 16-byte column i & mask.
   auto stage_x = [&](int k0) {
     const int sh = a.xs_log2 - 3, mask = (1 << sh) - 1;
     const int total = m_rows << sh;
-    if constexpr (W8) {  // through registers: each 16-byte vector permuted for the dequant order
-      const __nv_bfloat16* x = static_cast<const __nv_bfloat16*>(a.x);
-      for (int i = threadIdx.x; i < total; i += kThreads) {
-        const int m = i >> sh, c = i & mask, k = k0 + 8 * c;
-        uint4 v = make_uint4(0u, 0u, 0u, 0u);
-        if (m < a.M && k < ke)
-          v = permute_x8(a.pro == kProNone ? __ldg(reinterpret_cast<const uint4*>(x + m * a.ldx + k))
-                                           : prologue_x8(a, x + m * a.ldx, k, inv_rms, m));
-        *reinterpret_cast<uint4*>(smem + m * x_pitch + 16 * c) = v;
-      }
-    } else if constexpr (!XF32) {
-      const __nv_bfloat16* x = static_cast<const __nv_bfloat16*>(a.x);
-      if (a.pro != kProNone) {  // through registers: the prologue needs the values (fused_linear)
-        for (int i = threadIdx.x; i < total; i += kThreads) {
-          const int m = i >> sh, c = i & mask, k = k0 + 8 * c;
-          uint4 v = make_uint4(0u, 0u, 0u, 0u);  // zeros past M / K (not the norm's shift)
-          if (m < a.M && k < ke) v = prologue_x8(a, x + m * a.ldx, k, inv_rms, m);
-          *reinterpret_cast<uint4*>(smem + m * x_pitch + 16 * c) = v;
-        }
-        return;
-      }
-      for (int i = threadIdx.x; i < total; i += kThreads) {
-        const int m = i >> sh, c = i & mask, k = k0 + 8 * c;
-        const bool ok = m < a.M && k < ke;
-        cp_async16(smem + m * x_pitch + 16 * c, ok ? x + m * a.ldx + k : x, ok);
-      }
-      cp_async_wait_all();
-    } else {
+    if constexpr (XF32) {
       const float* x = static_cast<const float*>(a.x);
       for (int i = threadIdx.x; i < total; i += kThreads) {
         const int m = i >> sh, c = i & mask, k = k0 + 8 * c;
@@ -202,6 +182,52 @@ __global__ void __launch_bounds__(kThreads, 2) skinny_gemm_kernel(const SkinnyAr
         split_bf16(f, hi, lo);
         *reinterpret_cast<uint4*>(smem + m * x_pitch + 16 * c) = hi;
         *reinterpret_cast<uint4*>(smem + (MP + m) * x_pitch + 16 * c) = lo;
+      }
+    } else {
+      const __nv_bfloat16* x = static_cast<const __nv_bfloat16*>(a.x);
+      const bool norm = a.pro == kProRms || a.pro == kProAda;
+      if (norm && !a.norm_full) {  // rows too long for shared memory: through registers, from L2
+        for (int i = threadIdx.x; i < total; i += kThreads) {
+          const int m = i >> sh, c = i & mask, k = k0 + 8 * c;
+          uint4 v = make_uint4(0u, 0u, 0u, 0u);  // zeros past M / K (not the norm's shift)
+          if (m < a.M && k < ke) v = norm_x8_global(a, x + m * a.ldx, k, inv_rms[m]);
+          if constexpr (W8) v = permute_x8(v);
+          *reinterpret_cast<uint4*>(smem + m * x_pitch + 16 * c) = v;
+        }
+        return;
+      }
+      if (a.pro == kProGeglu) {  // through registers (measured faster than cp.async + rewrite)
+        for (int i = threadIdx.x; i < total; i += kThreads) {
+          const int m = i >> sh, c = i & mask, k = k0 + 8 * c;
+          uint4 v = make_uint4(0u, 0u, 0u, 0u);
+          if (m < a.M && k < ke) {
+            const __nv_bfloat16* xr = x + m * a.ldx + k;
+            v = geglu_x8(__ldg(reinterpret_cast<const uint4*>(xr)),
+                         __ldg(reinterpret_cast<const uint4*>(xr + a.x_up)));
+          }
+          if constexpr (W8) v = permute_x8(v);
+          *reinterpret_cast<uint4*>(smem + m * x_pitch + 16 * c) = v;
+        }
+        return;
+      }
+      // Every load in flight at once (cp.async): x rows (norm_full: whole rows from k 0, then
+      // the norm's scale / shift for the CTA's k-range); zeros past M / K.
+      const int kbeg = norm ? 0 : k0, kend = norm ? a.K : ke;
+      for (int i = threadIdx.x; i < total; i += kThreads) {
+        const int m = i >> sh, c = i & mask, k = kbeg + 8 * c;
+        const bool ok = m < a.M && k < kend;
+        cp_async16(smem + m * x_pitch + 16 * c, ok ? x + m * a.ldx + k : x, ok);
+      }
+      if (norm) {  // cp.async the scale / shift too, then normalize in shared memory
+        finish_norm_stage<W8>(a, smem, x_pitch, kb, ke, inv_rms);
+        return;
+      }
+      cp_async_wait_all();
+      if constexpr (W8) {  // each thread permutes the vectors it loaded: no barrier
+        for (int i = threadIdx.x; i < total; i += kThreads) {
+          uint4* p = reinterpret_cast<uint4*>(smem + (i >> sh) * x_pitch + 16 * (i & mask));
+          *p = permute_x8(*p);
+        }
       }
     }
   };
@@ -250,7 +276,7 @@ __global__ void __launch_bounds__(kThreads, 2) skinny_gemm_kernel(const SkinnyAr
   // Batch b: multiply (if it exists), then reuse the registers for batch b + 2. Loads are
   // unconditional (predicated off past K), so register sets never get copied.
   auto batch = [&](int b, uint4(&cur)[U][2]) {
-    if (b < nbat) multiply(cur, 2 * (b & stage_mask) * kBatchK);  // uniform over the CTA
+    if (b < nbat) multiply(cur, x_col + 2 * (b & stage_mask) * kBatchK);  // uniform over the CTA
     load_w<U, ES>(cur, w_lo, w_hi, ok_lo, ok_hi, k_lane + (b + 2) * kBatchK, ke);
   };
 
@@ -266,7 +292,7 @@ __global__ void __launch_bounds__(kThreads, 2) skinny_gemm_kernel(const SkinnyAr
   asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
   asm volatile("griddepcontrol.wait;" ::: "memory");
 #endif
-  if (!XF32 && (a.pro == kProRms || a.pro == kProAda)) {  // uniform over the CTA
+  if (!XF32 && !a.norm_full && (a.pro == kProRms || a.pro == kProAda)) {  // uniform
     row_inv_rms(inv_rms, static_cast<const __nv_bfloat16*>(a.x), a.ldx, a.M, a.K, a.eps);
     __syncthreads();
   }
@@ -407,7 +433,8 @@ KernelFn kernel_for(int mt, int wk, int var) {
 struct Plan {
   int mt = 1, u = 4, wk = 1, rows = 128, batch_k = 128, cluster = 1, xs_log2 = 7;
   int64_t ks = 0, blocks_n = 0;
-  size_t smem = 0, rms_off = 0;
+  size_t smem = 0, rms_off = 0, pro_off = 0;
+  bool norm_full = false;  // norm prologue: whole x rows staged once (SkinnyArgs::norm_full)
   bool clusters = false;  // device and kernel code support clusters (and griddepcontrol)
 };
 
@@ -495,11 +522,24 @@ int log2_floor(int64_t v) {
   return l;
 }
 
+std::atomic<int> g_force_wk{0}, g_force_cluster{0};  // skinny_gemm_force_plan
+
+int log2_ceil(int64_t v) {
+  int l = 0;
+  while ((int64_t{1} << l) < v) ++l;
+  return l;
+}
+
 // Tile and split for a shape: enough CTAs to keep every SM streaming (about two per SM), rows
 // per CTA as large as that allows (x is re-read once per row block), k-splits only as deep as
 // needed and at least one weight batch each; x staged for the CTA's whole k-range when it fits.
-// norm: a norm prologue (fused_linear), whose inv_rms area comes out of the stage's share.
-Plan make_plan(const CudaBackend& be, int64_t M, int64_t N, int64_t K, int var, bool norm) {
+// pro (a Prologue): norms stage whole x rows once when they fit (norm_full; else the stage
+// leaves room for inv_rms).
+// Wide weights (64-row blocks alone about fill the SMs, gate_up's N = 8192): 64 rows per CTA
+// over the whole K, no split: each CTA streams one contiguous block. Measured (H100, M = 10,
+// gate_up bf16 plain): 8.8 us against 12.5 for 128 rows x 4-way split (256 CTAs), 10.0 for a
+// 2-way split; shorter row runs per CTA cost DRAM efficiency there.
+Plan make_plan(const CudaBackend& be, int64_t M, int64_t N, int64_t K, int var, int pro) {
   const DeviceShape dev = device_shape(be.device_index());
   Plan p;
   p.mt = m_tiles_for(M);
@@ -507,6 +547,9 @@ Plan make_plan(const CudaBackend& be, int64_t M, int64_t N, int64_t K, int var, 
   const int64_t wide_blocks = (N + kTileRows - 1) / kTileRows;
   const bool arch_clusters = dev.major >= 9;
   p.wk = wide_blocks * (arch_clusters ? kMaxCluster : 1) >= dev.sms ? 1 : 2;
+  const bool wide = 2 * wide_blocks >= dev.sms - dev.sms / 8;
+  if (wide) p.wk = 2;
+  if (const int f = g_force_wk.load(std::memory_order_relaxed); f == 1 || f == 2) p.wk = f;
   // (kernel_has_clusters also raises the kernels' shared-memory limit: call it on every device)
   const bool built_for_clusters = kernel_has_clusters(p.mt, p.wk, var, dev.smem_per_cta);
   const bool clusters = arch_clusters && built_for_clusters;
@@ -515,22 +558,38 @@ Plan make_plan(const CudaBackend& be, int64_t M, int64_t N, int64_t K, int var, 
   p.rows = kTileRows / p.wk;
   p.batch_k = step_k(var) * p.u * p.wk;
   p.blocks_n = (N + p.rows - 1) / p.rows;
-  while (p.cluster < max_split && p.blocks_n * 2 * p.cluster <= 2 * static_cast<int64_t>(dev.sms) &&
+  while (!wide && p.cluster < max_split && p.blocks_n * 2 * p.cluster <= 2 * static_cast<int64_t>(dev.sms) &&
          K >= 2 * static_cast<int64_t>(p.cluster) * p.batch_k)
     p.cluster *= 2;
+  if (const int f = g_force_cluster.load(std::memory_order_relaxed); f >= 1)
+    p.cluster = std::min(f, max_split);
   const int64_t per_split = (K + p.cluster - 1) / p.cluster;
   p.ks = (per_split + p.batch_k - 1) / p.batch_k * p.batch_k;
-  // x stage: a power of two >= the batch k, covering ks if the shared memory allows.
+  const bool norm = pro == kProRms || pro == kProAda;
+  const int min_xs = log2_floor(p.batch_k) + 1;  // at least two batches (the loop takes pairs)
+  if (norm) {  // whole rows, if they fit with inv_rms and scale / shift of the k-range
+    const int xs = std::max(min_xs, log2_ceil(K));
+    const size_t area = smem_bytes(p.mt, p.wk, var, xs);
+    const size_t need = area + kRmsBytes + 2 * sizeof(float) * static_cast<size_t>(p.ks);
+    if (need <= static_cast<size_t>(dev.smem_per_cta)) {
+      p.norm_full = true;
+      p.xs_log2 = xs;
+      p.rms_off = area;
+      p.pro_off = area + kRmsBytes;
+      p.smem = need;
+      return p;
+    }
+  }
+  // x stage: a power of two >= two batches, covering ks if the shared memory allows.
   const int64_t planes_mp = (var == kVarXf32 ? 2 : 1) * 8 * static_cast<int64_t>(p.mt);
-  const int64_t fit = ((dev.smem_per_cta - (norm ? kRmsBytes : 0)) / planes_mp - 64) / 2;
-  p.xs_log2 = log2_floor(p.batch_k) + 1;  // at least two batches (the loop takes pairs)
-  while ((int64_t{1} << p.xs_log2) < p.ks && (int64_t{2} << p.xs_log2) <= fit) ++p.xs_log2;
-  p.smem = p.rms_off = smem_bytes(p.mt, p.wk, var, p.xs_log2);
+  const int64_t room = dev.smem_per_cta - (norm ? kRmsBytes : 0) - 64 * planes_mp;
+  p.xs_log2 = min_xs;
+  while ((int64_t{1} << p.xs_log2) < p.ks && (int64_t{2} << p.xs_log2) * 2 * planes_mp <= room)
+    ++p.xs_log2;
+  p.smem = p.rms_off = p.pro_off = smem_bytes(p.mt, p.wk, var, p.xs_log2);
   if (norm) p.smem += kRmsBytes;
   return p;
 }
-
-bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
 
 bool is_norm(LinearPrologue::Kind k) {
   return k == LinearPrologue::Kind::kRmsNorm || k == LinearPrologue::Kind::kAdaRmsNorm;
@@ -546,7 +605,7 @@ void launch(CudaBackend& be, const char* op, Tensor y, Tensor x, Tensor w, const
             Activation act, bool accumulate, const LinearPrologue& pro, const Tensor* gate) {
   const int64_t M = x.rows(), K = w.cols(), N = w.rows();
   const int var = variant_of(x.dtype, w.dtype);
-  const Plan p = make_plan(be, M, N, K, var, is_norm(pro.kind));
+  const Plan p = make_plan(be, M, N, K, var, static_cast<int>(pro.kind));
 
   SkinnyArgs args;
   args.w = w.data;
@@ -570,6 +629,8 @@ void launch(CudaBackend& be, const char* op, Tensor y, Tensor x, Tensor w, const
   args.eps = pro.eps;
   args.x_up = pro.kind == LinearPrologue::Kind::kGeglu ? static_cast<int>(K) : 0;
   args.rms_off = static_cast<int>(p.rms_off);
+  args.pro_off = static_cast<int>(p.pro_off);
+  args.norm_full = p.norm_full ? 1 : 0;
   args.gate = cuda::mat_of(gate);
 
   cudaLaunchConfig_t cfg{};
@@ -598,72 +659,12 @@ void launch(CudaBackend& be, const char* op, Tensor y, Tensor x, Tensor w, const
 }
 }  // namespace
 
-bool skinny_gemm_supported(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor* bias) {
-  (void)y;
-  (void)bias;
-  const int64_t M = x.rows(), K = x.cols(), N = w.rows();
-  if (M < 1 || M > kSkinnyMaxRows || N < 1 || K < 8 || K % 8 != 0) return false;
-  if (K > (int64_t{1} << 30) || N > int64_t{65535} * 64) return false;  // int indices, grid y
-  if (w.dtype == DType::kF8E4M3) {  // W8A16: bf16 x, 16 k per weight vector
-    if (!w.quant || K % 16 != 0 || w.ld() % 16 != 0 || !aligned16(w.data)) return false;
-    return x.dtype == DType::kBF16 && x.ld() % 8 == 0 && aligned16(x.data);
-  }
-  if (w.dtype != DType::kBF16 || w.ld() % 8 != 0 || !aligned16(w.data)) return false;
-  if (x.dtype == DType::kBF16) return x.ld() % 8 == 0 && aligned16(x.data);
-  if (x.dtype == DType::kF32) return x.ld() % 4 == 0 && aligned16(x.data);
-  return false;
-}
-
-// Routing: where this kernel measured faster than cuBLASLt, per launch inside a graph of
-// back-to-back launches (bench/bench_linear_cuda.cpp on an H200, PDL on): at M = 10 o_proj 4.3
-// vs 5.4 us, down 5.0 vs 7.1, qkv 4.5 vs 4.5, action in / out 2.8 / 2.9 vs 4.1 / 4.7; slower at
-// M = 10 for gate_up (16.8 MB: 10.5 vs 6.3 us) and at M >= 32 for most shapes. Revisit with the
-// benchmark whenever the kernel changes.
-constexpr int64_t kRouteMaxRows = 16;
-constexpr int64_t kRouteMaxWeightBytes = int64_t{9} << 20;
-// FP8 weights (W8A16): the alternative is quantizing x plus an FP8 cuBLASLt GEMM (two launches,
-// W8A8). Measured on an H100 (bench/bench_fp8_cuda.cpp, graphs of back-to-back launches, us per
-// launch, skinny vs quantize + cuBLASLt): M = 10 qkv 5.10 vs 5.24, o 4.63 vs 5.50, down 5.65 vs
-// 6.77, gate_up (8 MB) 10.1 vs 6.8; M = 50 the cuBLASLt path wins everywhere (8.7 vs 5.4 qkv).
-constexpr int64_t kRouteMaxRowsFp8 = 16;
-constexpr int64_t kRouteMaxWeightBytesFp8 = int64_t{5} << 20;
-
-// Weights small enough that the skinny kernel beats cuBLASLt on them (the limits above).
-bool within_route_bytes(const Tensor& w) {
-  if (w.dtype == DType::kF8E4M3) return w.rows() * w.cols() <= kRouteMaxWeightBytesFp8;
-  return w.rows() * w.cols() * 2 <= kRouteMaxWeightBytes;
-}
-
-bool skinny_gemm_would_handle(const CudaBackend& be, const Tensor& y, const Tensor& x,
-                              const Tensor& w, const Tensor* bias) {
-  if (!be.skinny_gemm_enabled() || !skinny_gemm_supported(y, x, w, bias)) return false;
-  const int64_t max_rows = w.dtype == DType::kF8E4M3 ? kRouteMaxRowsFp8 : kRouteMaxRows;
-  return x.rows() <= max_rows && within_route_bytes(w);
-}
-
 void skinny_gemm(CudaBackend& be, Tensor y, Tensor x, Tensor w, const Tensor* bias, Activation act,
                  bool accumulate) {
   const char* op = "linear (skinny)";
   cuda::check_arg(skinny_gemm_supported(y, x, w, bias), op,
                   "operands outside the skinny kernel's domain (see skinny_gemm_supported)");
   launch(be, op, y, x, w, bias, act, accumulate, LinearPrologue{}, nullptr);
-}
-
-bool skinny_fused_supported(const Tensor& y, const Tensor& x, const Tensor& w,
-                            const LinearPrologue& pro) {
-  // A prologue reads x as bf16 vectors (the F32-x variant stages hi/lo planes, no prologue).
-  if (pro.kind != LinearPrologue::Kind::kNone && x.dtype != DType::kBF16) return false;
-  if (pro.kind == LinearPrologue::Kind::kGeglu && x.cols() != 2 * w.cols()) return false;
-  return skinny_gemm_supported(y, gemm_x(x, pro), w, nullptr);
-}
-
-bool skinny_fused_would_handle(const CudaBackend& be, const Tensor& y, const Tensor& x,
-                               const Tensor& w, const LinearPrologue& pro) {
-  // The weight-size limit holds fused too: gate_up (16.8 MB bf16 / 8.4 MB fp8) fused measured
-  // 19.4 / 17.5 us against 10.9 / 9.3 us for its norm + cuBLASLt GEMM (H100, M = 10,
-  // bench_fused_linear_cuda): saving a launch does not pay for the slower stream there.
-  return be.skinny_gemm_enabled() && x.rows() <= kFusedRouteMaxRows && within_route_bytes(w) &&
-         skinny_fused_supported(y, x, w, pro);
 }
 
 void skinny_gemm_fused(CudaBackend& be, Tensor y, Tensor x, Tensor w, const LinearPrologue& pro,
@@ -674,9 +675,14 @@ void skinny_gemm_fused(CudaBackend& be, Tensor y, Tensor x, Tensor w, const Line
   launch(be, op, y, gemm_x(x, pro), w, nullptr, Activation::kNone, accumulate, pro, gate);
 }
 
+void skinny_gemm_force_plan(int wk, int cluster) {
+  g_force_wk.store(wk, std::memory_order_relaxed);
+  g_force_cluster.store(cluster, std::memory_order_relaxed);
+}
+
 std::string skinny_gemm_plan(const CudaBackend& be, int64_t M, int64_t N, int64_t K,
                              DType x_dtype, DType w_dtype) {
-  const Plan p = make_plan(be, M, N, K, variant_of(x_dtype, w_dtype), false);
+  const Plan p = make_plan(be, M, N, K, variant_of(x_dtype, w_dtype), kProNone);
   std::ostringstream os;
   os << "m_tiles=" << p.mt << " steps/batch=" << p.u << " rows/cta=" << p.rows
      << " k_split=" << p.cluster << (p.cluster > 1 ? " (cluster)" : "")

@@ -124,9 +124,9 @@ __device__ __forceinline__ void unpack_bf16x8(const uint4& v, float (&f)[8]) {
   }
 }
 
-// inv[m] = 1 / sqrt(mean(x[m, 0:K)^2) + eps) for m < M: warp w takes rows w, w + 8, ..; fp32
-// sums of squares of the bf16 x (rows of 1-4 KB, read from L2), the arithmetic of the unfused
-// norm kernel. Every CTA computes all rows itself: with a k-split it stages only part of K.
+// Fallback for norm rows too long for shared memory (SkinnyArgs::norm_full == 0):
+// inv[m] = 1 / sqrt(mean(x[m, 0:K)^2) + eps) for m < M, warp w taking rows w, w + 8, ..; fp32
+// sums of squares of the bf16 x read from global memory (L2). Every CTA computes all rows.
 __device__ __forceinline__ void row_inv_rms(float* inv, const __nv_bfloat16* x, int64_t ldx, int M,
                                             int K, float eps) {
   const int lane = threadIdx.x & 31;
@@ -144,27 +144,101 @@ __device__ __forceinline__ void row_inv_rms(float* inv, const __nv_bfloat16* x, 
   }
 }
 
-// pro(x)[m, k .. k+8) as 8 bf16 (fp32 math, one rounding, like the unfused norm / geglu writing
-// bf16): kProRms x * inv * scale; kProAda x * inv * (1 + scale) + shift; kProGeglu
-// gelu_tanh(x[m, k]) * x[m, K + k]. xrow: row m of x; inv_rms[m]: its norm factor.
-__device__ __forceinline__ uint4 prologue_x8(const SkinnyArgs& a, const __nv_bfloat16* xrow, int k,
-                                             const float* inv_rms, int m) {
-  float f[8];
-  unpack_bf16x8(__ldg(reinterpret_cast<const uint4*>(xrow + k)), f);
-  if (a.pro == kProGeglu) {
-    float u[8];
-    unpack_bf16x8(__ldg(reinterpret_cast<const uint4*>(xrow + a.x_up + k)), u);
+// The same from whole x rows staged in shared memory (row m at xs + m * pitch bytes): one fixed
+// summation order, so every CTA of a launch gets the same factors.
+__device__ __forceinline__ void row_inv_rms_smem(float* inv, const unsigned char* xs, int pitch,
+                                                 int M, int K, float eps) {
+  const int lane = threadIdx.x & 31;
+  for (int m = threadIdx.x >> 5; m < M; m += kWarps) {
+    float ss = 0.f;
+    for (int k = 8 * lane; k < K; k += 8 * 32) {
+      float f[8];
+      unpack_bf16x8(*reinterpret_cast<const uint4*>(xs + m * pitch + 2 * k), f);
 #pragma unroll
-    for (int e = 0; e < 8; ++e) f[e] = cuda::gelu_tanh(f[e]) * u[e];
-  } else {
-    const float inv = inv_rms[m];
-    const bool ada = a.pro == kProAda;
-#pragma unroll
-    for (int e = 0; e < 8; ++e) {
-      const float sc = cuda::load(a.pro_scale, 0, k + e);
-      f[e] = ada ? f[e] * inv * (1.f + sc) + cuda::load(a.pro_shift, 0, k + e) : f[e] * inv * sc;
+      for (int e = 0; e < 8; ++e) ss += f[e] * f[e];
     }
+    ss = cuda::warp_sum(ss);
+    if (lane == 0) inv[m] = 1.f / sqrtf(ss / static_cast<float>(K) + eps);
   }
+}
+
+// 8 fp32 -> 8 bf16 (one 16-byte vector), round to nearest.
+__device__ __forceinline__ uint4 pack_bf16x8(const float (&f)[8]) {
   return make_uint4(pack_bf16(f[0], f[1]), pack_bf16(f[2], f[3]), pack_bf16(f[4], f[5]),
                     pack_bf16(f[6], f[7]));
+}
+
+// Element i of a norm parameter vector (F32 or BF16, cuda::ElemType `type`) staged at p.
+__device__ __forceinline__ float smem_param(const unsigned char* p, int type, int i) {
+  return type == cuda::kElemBF16
+             ? __bfloat162float(reinterpret_cast<const __nv_bfloat16*>(p)[i])
+             : reinterpret_cast<const float*>(p)[i];
+}
+
+// bf16(gelu_tanh(g) * u) of 8 gate / up values (the unfused geglu's arithmetic).
+__device__ __forceinline__ uint4 geglu_x8(const uint4& gv, const uint4& uv) {
+  float f[8], u[8];
+  unpack_bf16x8(gv, f);
+  unpack_bf16x8(uv, u);
+#pragma unroll
+  for (int e = 0; e < 8; ++e) f[e] = cuda::gelu_tanh(f[e]) * u[e];
+  return pack_bf16x8(f);
+}
+
+// Fallback staging of a norm prologue from global memory (rows too long for shared memory):
+// pro(x)[m, k .. k+8) as 8 bf16 (fp32 math, one rounding, like the unfused norm writing bf16):
+// kProRms x * inv * scale; kProAda x * inv * (1 + scale) + shift. xrow: row m of x.
+__device__ __forceinline__ uint4 norm_x8_global(const SkinnyArgs& a, const __nv_bfloat16* xrow,
+                                                int k, float inv) {
+  float f[8];
+  unpack_bf16x8(__ldg(reinterpret_cast<const uint4*>(xrow + k)), f);
+  const bool ada = a.pro == kProAda;
+#pragma unroll
+  for (int e = 0; e < 8; ++e) {
+    const float sc = cuda::load(a.pro_scale, 0, k + e);
+    f[e] = ada ? f[e] * inv * (1.f + sc) + cuda::load(a.pro_shift, 0, k + e) : f[e] * inv * sc;
+  }
+  return pack_bf16x8(f);
+}
+
+// The rest of a whole-row norm stage (SkinnyArgs::norm_full) once the x rows' cp.async are
+// issued (row m at smem + m * pitch, k 0 .. K): cp.async the scale (and shift, at + 4 ks bytes)
+// of the CTA's k-range [kb, ke) to pro_off, wait, inv_rms from the staged rows, then rows < M
+// of [kb, ke) normalized in place (x * inv * scale, or x * inv * (1 + scale) + shift; fp32, one
+// bf16 rounding; W8: permuted for the dequant order). Rows past M stay zero. Whole CTA.
+template <bool W8>
+__device__ __forceinline__ void finish_norm_stage(const SkinnyArgs& a, unsigned char* smem,
+                                                  int pitch, int kb, int ke, float* inv_rms) {
+  const int nk = ke - kb;  // a multiple of 8; the parameters are 16-byte aligned
+  unsigned char* scale_s = smem + a.pro_off;
+  unsigned char* shift_s = scale_s + 4 * a.ks;
+  auto stage_param = [&](const Mat& v, unsigned char* dst) {
+    const int es = v.type == cuda::kElemBF16 ? 2 : 4, nv = nk * es / 16;
+    const unsigned char* src = static_cast<const unsigned char*>(v.p) + kb * es;
+    for (int j = threadIdx.x; j < nv; j += kThreads) cp_async16(dst + 16 * j, src + 16 * j, true);
+  };
+  const bool ada = a.pro == kProAda;
+  stage_param(a.pro_scale, scale_s);
+  if (ada) stage_param(a.pro_shift, shift_s);
+  cp_async_wait_all();
+  __syncthreads();
+  row_inv_rms_smem(inv_rms, smem, pitch, a.M, a.K, a.eps);
+  __syncthreads();
+  const int nc = nk / 8;
+  for (int i = threadIdx.x; i < a.M * nc; i += kThreads) {
+    const int m = i / nc, c = i - m * nc;
+    uint4* p = reinterpret_cast<uint4*>(smem + m * pitch + 2 * (kb + 8 * c));
+    float f[8];
+    unpack_bf16x8(*p, f);
+    const float inv = inv_rms[m];
+#pragma unroll
+    for (int e = 0; e < 8; ++e) {
+      const float sc = smem_param(scale_s, a.pro_scale.type, 8 * c + e);
+      f[e] = ada ? f[e] * inv * (1.f + sc) + smem_param(shift_s, a.pro_shift.type, 8 * c + e)
+                 : f[e] * inv * sc;
+    }
+    uint4 v = pack_bf16x8(f);
+    if constexpr (W8) v = permute_x8(v);
+    *p = v;
+  }
 }

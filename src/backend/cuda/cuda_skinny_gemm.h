@@ -40,21 +40,28 @@ void skinny_gemm(CudaBackend& be, Tensor y, Tensor x, Tensor w, const Tensor* bi
                  bool accumulate);
 
 // fused_linear (cuda_fused_linear.cu) in one launch: the LinearPrologue applied to x while it is
-// staged (norms: each CTA first computes every row's inverse RMS over the whole K), the gate in
-// the epilogue. Needs what skinny_gemm_supported needs of the [M, K] GEMM input (the gate half of
-// a GeGLU x [M, 2K]) and, with a prologue, BF16 x.
+// staged (norms: each CTA stages whole x rows once when they fit and takes every row's inverse
+// RMS from shared memory), the gate in the epilogue. Needs what skinny_gemm_supported needs of
+// the [M, K] GEMM input (the gate half of a GeGLU x [M, 2K]), with a prologue BF16 x, and norm
+// scale / shift 16-byte aligned (cuda_skinny_gemm_route.cu).
 bool skinny_fused_supported(const Tensor& y, const Tensor& x, const Tensor& w,
                             const LinearPrologue& pro);
-// Most rows fused_linear sends to the kernel. Unlike linear()'s routing this holds for every
-// weight size (gate_up's 16 MB included): the fusion saves the norm / GeGLU / residual launches.
+// Most rows fused_linear sends to the kernel (within linear()'s weight-size limits too: gate_up
+// stays unfused, see skinny_fused_would_handle).
 inline constexpr int64_t kFusedRouteMaxRows = 16;
-// Whether CudaBackend::fused_linear routes here: routing on, supported, M <= kFusedRouteMaxRows.
+// Whether CudaBackend::fused_linear routes here: routing on, supported, M <= kFusedRouteMaxRows,
+// weights within linear()'s size limits.
 bool skinny_fused_would_handle(const CudaBackend& be, const Tensor& y, const Tensor& x,
                                const Tensor& w, const LinearPrologue& pro);
 // y (=|+=) [gate *] (pro(x) . w^T), fp32 throughout, one rounding into y; one launch, capturable.
 // Precondition: skinny_fused_supported() (throws kInternal otherwise).
 void skinny_gemm_fused(CudaBackend& be, Tensor y, Tensor x, Tensor w, const LinearPrologue& pro,
                        const Tensor* gate, bool accumulate);
+
+// Benchmarks only: force the warps along k (1: 128 rows per CTA, 2: 64) and the k-split
+// (cluster size 1..8; 1 without clusters) of every later launch; 0 leaves the plan's choice.
+// Process-wide, not synchronized with launches on other threads.
+void skinny_gemm_force_plan(int wk, int cluster);
 
 // The launch the kernel would make for this shape on be's device, for logs and benchmarks, e.g.
 // "m_tiles=2 steps/batch=4 rows/cta=128 k_split=8 (cluster) ctas=160 k/cta=128 ...".

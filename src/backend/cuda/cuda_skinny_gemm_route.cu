@@ -1,0 +1,89 @@
+// Which calls the skinny weight-streaming GEMM (cuda_skinny_gemm.cu) takes and which of them
+// CudaBackend::linear / fused_linear route to it: the operand checks and the measured routing
+// limits (see cuda_skinny_gemm.h). Host code only.
+// Covered by tests/gpu/test_cuda_skinny_gemm.cpp and test_cuda_fused_linear.cpp.
+#include <cstdint>
+
+#include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/cuda_skinny_gemm.h"
+
+namespace frt {
+
+namespace {
+bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
+}  // namespace
+
+bool skinny_gemm_supported(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor* bias) {
+  (void)y;
+  (void)bias;
+  const int64_t M = x.rows(), K = x.cols(), N = w.rows();
+  if (M < 1 || M > kSkinnyMaxRows || N < 1 || K < 8 || K % 8 != 0) return false;
+  if (K > (int64_t{1} << 30) || N > int64_t{65535} * 64) return false;  // int indices, grid y
+  if (w.dtype == DType::kF8E4M3) {  // W8A16: bf16 x, 16 k per weight vector
+    if (!w.quant || K % 16 != 0 || w.ld() % 16 != 0 || !aligned16(w.data)) return false;
+    return x.dtype == DType::kBF16 && x.ld() % 8 == 0 && aligned16(x.data);
+  }
+  if (w.dtype != DType::kBF16 || w.ld() % 8 != 0 || !aligned16(w.data)) return false;
+  if (x.dtype == DType::kBF16) return x.ld() % 8 == 0 && aligned16(x.data);
+  if (x.dtype == DType::kF32) return x.ld() % 4 == 0 && aligned16(x.data);
+  return false;
+}
+
+// Routing: where this kernel measured faster than cuBLASLt, per launch inside a graph of
+// back-to-back launches (bench/bench_linear_cuda.cpp on an H200, PDL on): at M = 10 o_proj 4.3
+// vs 5.4 us, down 5.0 vs 7.1, qkv 4.5 vs 4.5, action in / out 2.8 / 2.9 vs 4.1 / 4.7; slower at
+// M = 10 for gate_up (16.8 MB: 10.5 vs 6.3 us) and at M >= 32 for most shapes. H100 after the
+// wide-weight plan (64 rows x whole K per CTA): gate_up 8.8 vs cuBLASLt 7.8 us, still slower.
+// Revisit with the benchmark whenever the kernel changes.
+constexpr int64_t kRouteMaxRows = 16;
+constexpr int64_t kRouteMaxWeightBytes = int64_t{9} << 20;
+// FP8 weights (W8A16): the alternative is quantizing x plus an FP8 cuBLASLt GEMM (two launches,
+// W8A8). Measured on an H100 (bench/bench_fp8_cuda.cpp, graphs of back-to-back launches, us per
+// launch, skinny vs quantize + cuBLASLt): M = 10 qkv 5.10 vs 5.24, o 4.63 vs 5.50, down 5.65 vs
+// 6.77, gate_up (8 MB) 10.1 vs 6.8 (7.3 with the wide-weight plan); M = 50 the cuBLASLt path
+// wins everywhere (8.7 vs 5.4 qkv).
+constexpr int64_t kRouteMaxRowsFp8 = 16;
+constexpr int64_t kRouteMaxWeightBytesFp8 = int64_t{5} << 20;
+
+// Weights small enough that the skinny kernel beats cuBLASLt on them (the limits above).
+bool within_route_bytes(const Tensor& w) {
+  if (w.dtype == DType::kF8E4M3) return w.rows() * w.cols() <= kRouteMaxWeightBytesFp8;
+  return w.rows() * w.cols() * 2 <= kRouteMaxWeightBytes;
+}
+
+bool skinny_gemm_would_handle(const CudaBackend& be, const Tensor& y, const Tensor& x,
+                              const Tensor& w, const Tensor* bias) {
+  if (!be.skinny_gemm_enabled() || !skinny_gemm_supported(y, x, w, bias)) return false;
+  const int64_t max_rows = w.dtype == DType::kF8E4M3 ? kRouteMaxRowsFp8 : kRouteMaxRows;
+  return x.rows() <= max_rows && within_route_bytes(w);
+}
+
+bool skinny_fused_supported(const Tensor& y, const Tensor& x, const Tensor& w,
+                            const LinearPrologue& pro) {
+  // A prologue reads x as bf16 vectors (the F32-x variant stages hi/lo planes, no prologue).
+  if (pro.kind != LinearPrologue::Kind::kNone && x.dtype != DType::kBF16) return false;
+  if (pro.kind == LinearPrologue::Kind::kGeglu && x.cols() != 2 * w.cols()) return false;
+  // Norms stage their scale / shift with cp.async: 16-byte aligned vectors.
+  if (pro.kind == LinearPrologue::Kind::kRmsNorm && !aligned16(pro.scale.data)) return false;
+  if (pro.kind == LinearPrologue::Kind::kAdaRmsNorm &&
+      (!aligned16(pro.scale.data) || !aligned16(pro.shift.data)))
+    return false;
+  const Tensor gx =
+      pro.kind == LinearPrologue::Kind::kGeglu ? x.col_slice(0, x.cols() / 2) : x;
+  return skinny_gemm_supported(y, gx, w, nullptr);
+}
+
+bool skinny_fused_would_handle(const CudaBackend& be, const Tensor& y, const Tensor& x,
+                               const Tensor& w, const LinearPrologue& pro) {
+  // The weight-size limit holds fused too: gate_up (16.8 MB bf16 / 8.4 MB fp8, adaRMS) fused
+  // measured 19.4 / 17.5 us against 10.9 / 9.3 us for its norm + cuBLASLt GEMM (H100, M = 10,
+  // bench_fused_linear_cuda); with the one-round-trip norm staging and every plan swept
+  // (bench_fused_linear_cuda --sweep) the best fused gate_up was 13.0 / 12.4 us, plain 8.8 /
+  // 7.3: the prologue's critical path (x after griddepcontrol.wait, behind the weight stream)
+  // costs ~2-4 us there, more than the launch it saves. qkv / o / down fused (bf16: 7.5 vs 8.0,
+  // 5.3 vs 6.4, 8.1 vs 9.7 us; fp8: 8.4 vs 7.3 (a loss), 5.5 vs 6.2, 7.5 vs 9.1).
+  return be.skinny_gemm_enabled() && x.rows() <= kFusedRouteMaxRows && within_route_bytes(w) &&
+         skinny_fused_supported(y, x, w, pro);
+}
+
+}  // namespace frt
