@@ -54,7 +54,7 @@ for stage in $STAGES; do
       PYTHONPATH=$PYTHONPATH:/tmp/site:$PWD/tests/python python3 bench/bench_server.py --bin "$B/flashrt" \
         --checkpoint /tmp/frt_full_pi05 --hardware cuda --views 2 --iters ${ITERS:-200} --warmup 20 2>&1 | tee "$OUT/server.log" ;;
     # Kernel microbenchmarks (graphs of back-to-back launches) of the ops being tuned.
-    micro) for b in bench_small_ops_cuda bench_fused_linear_cuda; do
+    micro) for b in bench_small_ops_cuda bench_fused_linear_cuda bench_attention_cuda; do
         [ -x "$B/$b" ] && "$B/$b" 2>&1 | tee "$OUT/$b.log"; done ;;
     bench) PYTHONPATH=$PYTHONPATH:$PWD/scripts/device python3 bench/compare_torch.py ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench.log" ;;
   esac
