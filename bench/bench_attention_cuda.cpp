@@ -6,15 +6,10 @@
 // achieved TFLOP/s and its share of the device's dense bf16 tensor-core peak (SMs x clock x
 // FLOP/clk/SM of the architecture), plus one CSV line per case.
 // Inputs stay in L2 between calls (as in the model, where the previous kernel just wrote them).
-// A second table times the expert's calls (10 / 11 / 51 rows over [padded prefix 712 ; suffix]
-// with the device key gap [560, 712), Pi0's blind state row) on the cluster path (sm_90+: one
-// launch, key splits combined in distributed shared memory) against the split + combine path it
-// replaced (FlashAttentionOverride::cluster = -1), same timing method, outputs compared.
-// Run: build/bench_attention_cuda [--splits N]   (N > 0 forces N key splits on the split +
-//                                                  combine path, never the cluster path)
+// Run: build/bench_attention_cuda [--splits N]   (N > 0 forces N key splits on the flash path)
 //      build/bench_attention_cuda --sweep          (flash time per forced split count)
 //      build/bench_attention_cuda --profile        (one eager flash run per case, for ncu)
-//      --no-pdl: launch the flash kernels without programmatic dependent launch
+//      --no-pdl: launch the split combine step without programmatic dependent launch
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -43,7 +38,7 @@ constexpr int kTimedReplays = 15;
 // One attention call of a case (views into buffers the case owns).
 struct Call {
   Tensor out, q, k, v;
-  AttentionParams p;  // p.key_valid: a device int the case owns
+  AttentionParams p;
 };
 
 struct Case {
@@ -93,29 +88,6 @@ Case gemma(Backend& be, int64_t sq, int64_t skv, const char* kind) {
   return c;
 }
 
-// The expert over [padded prefix P ; H suffix rows]: keys [valid, P) masked through a device int.
-Case expert(Backend& be, int64_t H, int blind, int valid, const char* model) {
-  const int64_t P = 712, skv = P + H;
-  Case c;
-  c.name = std::string(model) + " " + std::to_string(H) + "x" + std::to_string(skv) +
-           " gap[" + std::to_string(valid) + "," + std::to_string(P) + ")";
-  Tensor q = random_bf16(be, H, 2048, 2.f, "q");
-  Tensor kc = random_bf16(be, 1200, 256, 1.f, "k_cache");
-  Tensor vc = random_bf16(be, 1200, 256, 1.f, "v_cache");
-  Tensor out = be.alloc(DType::kBF16, {H, 2048}, "out");
-  Tensor kv = be.alloc(DType::kI32, {1}, "key_valid");
-  const int32_t v = valid;
-  be.copy_to_device(kv, &v, sizeof(v));
-  AttentionParams p{8, 1, 256, 1.f / 16.f, blind};
-  p.key_valid = kv;
-  p.key_gap_end = static_cast<int>(P);
-  c.calls.push_back({out, q, kc.row_slice(0, skv), vc.row_slice(0, skv), p});
-  const int64_t seen = skv - (P - valid);
-  c.flops = attn_flops(H, seen, 8, 256);
-  c.bytes = 2.0 * (2 * H * 2048 + 2 * seen * 256);
-  return c;
-}
-
 std::vector<float> to_host(Backend& be, const Tensor& t) {
   std::vector<uint16_t> h(static_cast<size_t>(t.numel()));
   be.copy_to_host(h.data(), t, h.size() * 2);
@@ -136,76 +108,6 @@ double time_case(CudaBackend& be, const Case& c) {
 }
 
 // Dense bf16 tensor-core FLOP per clock per SM (mma with fp32 accumulation).
-// cos and max |a - b| of two runs' outputs (the first's values as the reference scale).
-struct Diff {
-  double cos = 0, max_abs = 0, max_ref = 0;
-  bool finite = true;
-};
-Diff diff(const std::vector<std::vector<float>>& got, const std::vector<std::vector<float>>& want) {
-  Diff d;
-  double dot = 0, ng = 0, nw = 0;
-  for (size_t i = 0; i < want.size(); ++i)
-    for (size_t j = 0; j < want[i].size(); ++j) {
-      const double g = got[i][j], w = want[i][j];
-      if (!std::isfinite(g) || !std::isfinite(w)) d.finite = false;
-      dot += g * w;
-      ng += g * g;
-      nw += w * w;
-      d.max_abs = std::max(d.max_abs, std::fabs(g - w));
-      d.max_ref = std::max(d.max_ref, std::fabs(w));
-    }
-  d.cos = dot / std::sqrt(ng * nw);
-  return d;
-}
-
-std::vector<std::vector<float>> outputs(Backend& be, const Case& c) {
-  std::vector<std::vector<float>> r;
-  for (const Call& k : c.calls) r.push_back(to_host(be, k.out));
-  return r;
-}
-
-// The expert table: cluster path (planner's choice) vs split + combine (cluster forbidden).
-void expert_table(CudaBackend& be, bool no_pdl, std::vector<std::string>& csv) {
-  std::vector<Case> cases;
-  cases.push_back(expert(be, 10, 0, 560, "pi05"));
-  cases.push_back(expert(be, 10, 0, 712, "pi05"));
-  cases.push_back(expert(be, 10, 0, 100, "pi05"));
-  cases.push_back(expert(be, 51, 0, 560, "pi05"));
-  cases.push_back(expert(be, 11, 1, 560, "pi0"));
-  cases.push_back(expert(be, 51, 1, 560, "pi0"));
-  std::printf("\nexpert attention: cluster path vs split + combine (cluster slots on this "
-              "device: %d)\n", flash_attention_cluster_slots());
-  std::printf("%-34s %8s %10s %8s %10s %7s %10s %9s\n", "case", "c_split", "cluster_us",
-              "o_split", "old_us", "speedup", "cos", "max_abs");
-  for (const Case& c : cases) {
-    set_flash_attention_override({false, 0, no_pdl, 0});
-    run_once(be, c);
-    be.synchronize();
-    const FlashAttentionStats st_new = flash_attention_stats();
-    const auto got = outputs(be, c);
-    set_flash_attention_override({false, 0, no_pdl, -1});
-    run_once(be, c);
-    be.synchronize();
-    const FlashAttentionStats st_old = flash_attention_stats();
-    const Diff d = diff(got, outputs(be, c));
-    const bool path_ok = (st_new.last_cluster || flash_attention_cluster_slots() == 0) &&
-                         !st_old.last_cluster;
-    const bool ok = path_ok && d.finite && d.cos >= 0.999 && d.max_abs <= 2e-2 * d.max_ref;
-    const double old_us = time_case(be, c);
-    set_flash_attention_override({false, 0, no_pdl, 0});
-    const double new_us = time_case(be, c);
-    set_flash_attention_override({});
-    std::printf("%-34s %8d %10.2f %8d %10.2f %7.2f %10.6f %9.5f%s\n", c.name.c_str(),
-                st_new.last_cluster ? st_new.last_splits : 0, new_us, st_old.last_splits, old_us,
-                old_us / new_us, d.cos, d.max_abs, ok ? "" : "  CHECK FAILED");
-    char line[512];
-    std::snprintf(line, sizeof line, "csv,attention_expert,\"%s\",%d,%.3f,%d,%.3f,%.7f,%.6f,%s",
-                  c.name.c_str(), st_new.last_cluster ? st_new.last_splits : 0, new_us,
-                  st_old.last_splits, old_us, d.cos, d.max_abs, ok ? "ok" : "FAILED");
-    csv.push_back(line);
-  }
-}
-
 double flop_per_clk_per_sm(int major, int minor) {
   if (major == 9) return 4096;                 // H100 / H200
   if (major == 8 && minor == 0) return 2048;   // A100
@@ -321,14 +223,9 @@ int main(int argc, char** argv) {
                     100.0 * tflops / peak, cos, max_abs, max_ref, ok ? "ok" : "FAILED");
       csv.push_back(line);
     }
-    std::vector<std::string> csv_expert;
-    if (force_splits == 0) expert_table(be, no_pdl, csv_expert);
     std::printf(
         "\ncsv,op,case,splits,new_us,old_us,new_tflops,pct_peak,cos,max_abs,max_ref,check\n");
     for (const std::string& l : csv) std::printf("%s\n", l.c_str());
-    if (!csv_expert.empty())
-      std::printf("csv,op,case,cluster_splits,cluster_us,old_splits,old_us,cos,max_abs,check\n");
-    for (const std::string& l : csv_expert) std::printf("%s\n", l.c_str());
   } catch (const Error& e) {
     std::fprintf(stderr, "bench_attention_cuda: %s\n", e.what());
     return 1;

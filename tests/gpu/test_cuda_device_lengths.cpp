@@ -1,8 +1,7 @@
 // Device-resident lengths on CUDA against the CPU twin: attention's key gap
 // (AttentionParams::key_valid / key_gap_end: keys [valid, gap_end) masked, valid read on the
 // device) on every CUDA attention path (flash narrow / wide, forced key splits including splits
-// that fall entirely inside the gap, the cluster path of sm_90+ at the expert's shapes with
-// whole cluster CTAs inside the gap, the CUDA-core fallback), and qkv_split_rope's pos_base.
+// that fall entirely inside the gap, the CUDA-core fallback), and qkv_split_rope's pos_base.
 // Shapes are the model's: Pi0.5 prefix self-attention over a padded 712-row prefix
 // (gap_end = Skv), the expert over [padded prefix ; suffix] (gap_end = 712, blind_rows 0 / 1),
 // SigLIP-sized narrow heads. Graph tests capture once with one device value, write another into
@@ -12,7 +11,6 @@
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
-#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <functional>
@@ -41,15 +39,13 @@ struct GapCase : AttnShape {
   bool fallback = false; // run the CUDA-core kernel (flash path switched off)
   DType out = kBF;
   float q_range = 2.f;
-  int cluster = 0;  // FlashAttentionOverride::cluster (> 0: the cluster path, this many splits)
 };
 
 std::string label_of(const GapCase& c) {
   std::ostringstream os;
   os << "KEY_GAP(" << c.label() << ",gap_end=" << c.gap_end << ",valid=" << c.valid
-     << ",splits=" << c.splits << ",fallback=" << c.fallback << ",out=" << dtype_name(c.out);
-  if (c.cluster != 0) os << ",cluster=" << c.cluster;  // older labels (input seeds) unchanged
-  os << ")";
+     << ",splits=" << c.splits << ",fallback=" << c.fallback << ",out=" << dtype_name(c.out)
+     << ")";
   return os.str();
 }
 
@@ -69,22 +65,13 @@ void run_gap_case(Backend& cpu, Backend& gpu, const GapCase& c) {
   AttentionParams pc = p, pg = p;
   pc.key_valid = kv.cpu;
   pg.key_valid = kv.gpu;
-  set_flash_attention_override({c.fallback, c.splits, false, c.cluster});
+  set_flash_attention_override({c.fallback, c.splits});
   const FlashAttentionStats before = flash_attention_stats();
   cpu.attention(out.cpu, q.cpu, k.cpu, v.cpu, pc);
   gpu.attention(out.gpu, q.gpu, k.gpu, v.gpu, pg);
   gpu.synchronize();
   const bool flash = !c.fallback && c.out == kBF;
-  const FlashAttentionStats after = flash_attention_stats();
-  EXPECT_EQ(after.launches - before.launches, flash ? 1u : 0u);
-  if (flash && c.splits > 0) {
-    EXPECT_FALSE(after.last_cluster) << "forced splits: split + combine";
-  }
-  if (flash && c.splits == 0 && c.cluster > 0 && c.d > 80 && flash_attention_cluster_slots() > 0) {
-    EXPECT_EQ(after.cluster_launches - before.cluster_launches, 1u) << "not the cluster path";
-    EXPECT_EQ(after.last_splits,
-              std::clamp(c.cluster, 2, std::min(8, static_cast<int>((c.Skv + 31) / 32))));
-  }
+  EXPECT_EQ(flash_attention_stats().launches - before.launches, flash ? 1u : 0u);
   ts.compare("out", out, c.out == kF ? kF32LongTol : kBf16Tol);
   ts.check_guards();
 }
@@ -113,26 +100,6 @@ TEST_F(DeviceLengths, ExpertKeyGapSplits) {
     run_gap_case(cpu(), gpu(), {51, 763, 8, 1, 256, 1, 712, 1, splits});
     run_gap_case(cpu(), gpu(), {10, 722, 8, 1, 256, 0, 712, 712, splits});
   }
-}
-
-// The cluster path (sm_90+) at the expert's shapes: 10 / 51 rows (Pi0.5), 11 / 51 rows with the
-// blind state row (Pi0), over [padded prefix 712 ; suffix] with the gap [valid, 712). Valid
-// lengths: none masked (712), the typical 560 (gap [560, 712): a partly masked tile, 4 whole
-// tiles skipped), tile-aligned 576, and 100 / 33 / 1, where 5 / 3 / 2 key tiles stay visible
-// so that 3 / 5 / 6 of the 8 CTAs of each cluster get no tile (neutral partials). Then other
-// cluster sizes (uneven shares) and a peaky softmax.
-TEST_F(DeviceLengths, ExpertKeyGapCluster) {
-  if (flash_attention_cluster_slots() == 0) GTEST_SKIP() << "no cluster path (needs sm_90+)";
-  for (int valid : {712, 560, 576, 100, 33, 1}) {
-    run_gap_case(cpu(), gpu(), {{10, 722, 8, 1, 256, 0}, 712, valid, 0, false, kBF, 2.f, 8});
-    run_gap_case(cpu(), gpu(), {{51, 763, 8, 1, 256, 0}, 712, valid, 0, false, kBF, 2.f, 8});
-    run_gap_case(cpu(), gpu(), {{11, 723, 8, 1, 256, 1}, 712, valid, 0, false, kBF, 2.f, 8});
-    run_gap_case(cpu(), gpu(), {{51, 763, 8, 1, 256, 1}, 712, valid, 0, false, kBF, 2.f, 8});
-  }
-  for (int cs : {2, 3, 5, 7})
-    run_gap_case(cpu(), gpu(), {{10, 722, 8, 1, 256, 0}, 712, 100, 0, false, kBF, 2.f, cs});
-  run_gap_case(cpu(), gpu(), {{10, 722, 8, 1, 256, 0}, 712, 560, 0, false, kBF, 6.f, 8});
-  run_gap_case(cpu(), gpu(), {{51, 763, 8, 1, 256, 1}, 712, 560, 0, false, kBF, 6.f, 8});
 }
 
 // The narrow kernel (head_dim <= 80) and the CUDA-core fallback (f32 output, flash switched off).
@@ -237,13 +204,8 @@ TEST_F(DeviceLengths, OneGraphServesEveryLength) {
   for (int32_t n : values) {
     ts.gpu_reset();
     set_valid(n);
-    const uint64_t clusters = flash_attention_stats().cluster_launches;
     run(gpu(), true);
     gpu().synchronize();
-    // suffix_out takes the planner's path: the cluster path on sm_90+; suffix_out_split the
-    // split + combine path (forced splits).
-    EXPECT_EQ(flash_attention_stats().cluster_launches - clusters,
-              flash_attention_cluster_slots() > 0 ? 1u : 0u);
     eager.push_back(ts.gpu_snapshot());
   }
 
@@ -262,84 +224,6 @@ TEST_F(DeviceLengths, OneGraphServesEveryLength) {
     run(cpu(), false);
     for (Twin* t : {&o_pre, &q_suf, &k_suf, &v_suf, &o_suf, &o_split})
       ts.compare(t->what + " valid=" + std::to_string(values[vi]), *t, kBf16Tol);
-  }
-}
-
-// The cluster path in one captured graph (cluster launches with the PDL attribute), captured at
-// valid = 600 and replayed at other lengths written into the device int, including lengths
-// that leave most CTAs of each cluster without a key tile: replay == eager bit for bit (the
-// in-cluster combine has a fixed order), and right against the CPU twin.
-TEST_F(DeviceLengths, ExpertClusterOneGraph) {
-  if (flash_attention_cluster_slots() == 0) GTEST_SKIP() << "no cluster path (needs sm_90+)";
-  auto* cuda_be = dynamic_cast<CudaBackend*>(&gpu());
-  ASSERT_NE(cuda_be, nullptr);
-  TwinSet ts(cpu(), gpu(), "DEVICE_LENGTHS_CLUSTER_GRAPH");
-  const int P = 712;
-  Twin& kc = ts.matrix("k_cache", P + 51, 256, kBF);
-  Twin& vc = ts.matrix("v_cache", P + 51, 256, kBF);
-  struct Call {
-    int rows, blind;
-    Twin* q;
-    Twin* out;
-  };
-  std::vector<Call> calls;
-  for (const auto& [rows, blind] : std::vector<std::pair<int, int>>{{10, 0}, {11, 1}, {51, 1}}) {
-    const std::string tag = std::to_string(rows) + "_blind" + std::to_string(blind);
-    calls.push_back({rows, blind, &ts.matrix("q_" + tag, rows, 2048, kBF, -2.f, 2.f),
-                     &ts.output("out_" + tag, rows, 2048, kBF)});
-  }
-  const int32_t init = 600;
-  Twin& valid = ts.raw("valid", DType::kI32, {1}, &init);
-  auto run = [&](Backend& be, bool gpu_side) {
-    if (gpu_side) set_flash_attention_override({false, 0, false, 8});
-    for (const Call& c : calls) {
-      AttentionParams p{8, 1, 256, 0.0625f, c.blind};
-      p.key_valid = gpu_side ? valid.gpu : valid.cpu;
-      p.key_gap_end = P;
-      const Tensor& k = gpu_side ? kc.gpu : kc.cpu;
-      const Tensor& v = gpu_side ? vc.gpu : vc.cpu;
-      be.attention(gpu_side ? c.out->gpu : c.out->cpu, gpu_side ? c.q->gpu : c.q->cpu,
-                   k.row_slice(0, P + c.rows), v.row_slice(0, P + c.rows), p);
-    }
-    if (gpu_side) set_flash_attention_override({});
-  };
-  auto set_valid = [&](int32_t n) {
-    cpu().copy_to_device(valid.cpu, &n, sizeof(n));
-    gpu().copy_to_device(valid.gpu, &n, sizeof(n));
-    gpu().synchronize();
-  };
-  const std::vector<int32_t> values = {560, 712, 1, 100, 577};
-  std::vector<Snapshot> eager;
-  for (int32_t n : values) {
-    ts.gpu_reset();
-    set_valid(n);
-    const uint64_t before = flash_attention_stats().cluster_launches;
-    run(gpu(), true);
-    gpu().synchronize();
-    ASSERT_EQ(flash_attention_stats().cluster_launches - before, calls.size());
-    eager.push_back(ts.gpu_snapshot());
-  }
-  // Deterministic: a second eager run at the last length gives the same bits.
-  ts.gpu_reset();
-  set_valid(values.back());
-  run(gpu(), true);
-  gpu().synchronize();
-  ASSERT_NO_FATAL_FAILURE(expect_same_buffers(ts.gpu_snapshot(), eager.back(), "eager rerun"));
-
-  ts.gpu_reset();  // valid = 600 while capturing
-  CapturedGraph graph;
-  ASSERT_NO_FATAL_FAILURE(graph.capture(*cuda_be, "the cluster path failed under stream capture",
-                                        [&] { run(gpu(), true); }));
-  for (size_t vi = 0; vi < values.size(); ++vi) {
-    ts.gpu_reset();
-    set_valid(values[vi]);
-    Snapshot graphed;
-    ASSERT_NO_FATAL_FAILURE(graph.replay(ts, gpu(), &graphed));
-    ASSERT_NO_FATAL_FAILURE(expect_same_buffers(
-        graphed, eager[vi], "the replay at valid = " + std::to_string(values[vi])));
-    run(cpu(), false);
-    for (const Call& c : calls)
-      ts.compare(c.out->what + " valid=" + std::to_string(values[vi]), *c.out, kBf16Tol);
   }
 }
 

@@ -2,18 +2,14 @@
 // cuda_flash_attention.cu) against the CPU fp32 reference: SigLIP (16 heads x 72, q/k/v column
 // slices of the fused qkv buffer), the Gemma prefix (8 q heads / 1 kv head x 256, k/v rows of a
 // longer KV cache) and the expert suffix (H query rows over P + H keys, blind_rows 0 and 1), odd
-// sizes (P = 1, 15, 257, 563; H = 1, 10, 51), a strided output, forced key splits (the split +
-// combine path, including splits that blind rows see no key of), the cluster path (sm_90+: key
-// splits as the CTAs of one cluster, combined in distributed shared memory; the expert's default
-// there, forced at every cluster size 2..8 in ExpertCluster), routing (which calls take the
-// flash kernel and which path, checked through flash_attention_stats) and CUDA-graph capture
-// (replay == eager, bit for bit). Each case prints "FLASH_ATTENTION(...) out: cos=...
-// max_abs=...". SKIPPED without a GPU; the cluster tests also without an sm_90+ GPU.
-// Run: build/flashrt_gpu_tests --gtest_filter='FlashAttention.*'
+// sizes (P = 1, 15, 257, 563; H = 1, 10, 51), a strided output, forced key splits (the combine
+// step, including splits that blind rows see no key of), routing (which calls take the flash
+// kernel, checked through flash_attention_stats) and CUDA-graph capture (replay == eager, bit
+// for bit). Each case prints "FLASH_ATTENTION(...) out: cos=... max_abs=...". SKIPPED without a
+// GPU. Run: build/flashrt_gpu_tests --gtest_filter='FlashAttention.*'
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
-#include <algorithm>
 #include <cmath>
 #include <sstream>
 #include <string>
@@ -50,22 +46,14 @@ struct Case : AttnShape {
   float q_range = 2.f;  // larger: peakier softmax
   bool strided_out = false;  // out is a column slice of a wider buffer
   DType out = kBF;
-  int cluster = 0;  // FlashAttentionOverride::cluster (> 0: the cluster path, this many splits)
 };
 
 std::string label_of(const Case& c) {
   std::ostringstream os;
   os << "FLASH_ATTENTION(" << c.label() << ",fused=" << c.fused
      << ",kv_rows=" << c.kv_rows << ",splits=" << c.splits << ",q_range=" << c.q_range
-     << ",strided_out=" << c.strided_out << ",out=" << dtype_name(c.out);
-  if (c.cluster != 0) os << ",cluster=" << c.cluster;  // older labels (input seeds) unchanged
-  os << ")";
+     << ",strided_out=" << c.strided_out << ",out=" << dtype_name(c.out) << ")";
   return os.str();
-}
-
-// Key splits of the cluster path for a forced cluster size: clamped to [2, min(8, key tiles)].
-int cluster_size_for(int forced, int64_t skv) {
-  return std::clamp(forced, 2, std::min(8, static_cast<int>((skv + 31) / 32)));
 }
 
 // Runs one case on both backends, compares, checks guards and whether the flash kernel ran.
@@ -98,7 +86,7 @@ void run_case(Backend& cpu, Backend& gpu, const Case& c, bool expect_flash = tru
     }
   }
   EXPECT_EQ(flash_attention_would_handle(out.gpu, qv[1], kv[1], vv[1], p), expect_flash);
-  set_flash_attention_override({false, c.splits, false, c.cluster});
+  set_flash_attention_override({false, c.splits});
   const FlashAttentionStats before = flash_attention_stats();
   cpu.attention(out.cpu, qv[0], kv[0], vv[0], p);
   gpu.attention(out.gpu, qv[1], kv[1], vv[1], p);
@@ -106,19 +94,8 @@ void run_case(Backend& cpu, Backend& gpu, const Case& c, bool expect_flash = tru
   const FlashAttentionStats after = flash_attention_stats();
   EXPECT_EQ(after.launches - before.launches, expect_flash ? 1u : 0u)
       << "the call did not take the expected path";
-  if (expect_flash && c.splits > 1 && c.Skv > 64) {
+  if (expect_flash && c.splits > 1 && c.Skv > 64)
     EXPECT_GT(after.last_splits, 1) << "forced splits did not split";
-    EXPECT_FALSE(after.last_cluster) << "forced splits run the split + combine path";
-  }
-  if (expect_flash && c.splits == 0 && c.cluster > 0 && c.d > 80 && c.Skv > 32 &&
-      flash_attention_cluster_slots() > 0) {
-    EXPECT_EQ(after.cluster_launches - before.cluster_launches, 1u) << "not the cluster path";
-    EXPECT_TRUE(after.last_cluster);
-    EXPECT_EQ(after.last_splits, cluster_size_for(c.cluster, c.Skv));
-  }
-  if (c.cluster < 0) {
-    EXPECT_FALSE(after.last_cluster) << "cluster < 0 must keep the old path";
-  }
   ts.compare("out", out, c.out == kF ? kF32LongTol : kBf16Tol);
   ts.check_guards();
 }
@@ -167,50 +144,6 @@ TEST_F(FlashAttention, ExpertSuffixBlindRowsEmptySplits) {
   run_case(cpu(), gpu(), {40, 200, 4, 1, 72, 1, false, 210, 4});  // small-head config split
 }
 
-// The cluster path at the expert's shapes without a key gap (test_cuda_device_lengths.cpp has
-// the gap): 10 / 51 rows (Pi0.5), 11 / 51 rows with the blind state row (Pi0), 8 q heads / 1 kv
-// head x 256, k/v the first rows of a longer cache; every cluster size 2..8 (uneven tile shares),
-// a peaky softmax, a strided output, few keys (fewer tiles than splits: clamped), GQA at d 128.
-TEST_F(FlashAttention, ExpertCluster) {
-  if (flash_attention_cluster_slots() == 0) GTEST_SKIP() << "no cluster path (needs sm_90+)";
-  for (int64_t H : {10, 51})
-    run_case(cpu(), gpu(), {{H, 712 + H, 8, 1, 256, 0}, false, 1200, 0, 2.f, false, kBF, 8});
-  for (int64_t H : {11, 51})
-    run_case(cpu(), gpu(), {{H, 712 + H, 8, 1, 256, 1}, false, 1200, 0, 2.f, false, kBF, 8});
-  for (int cs = 2; cs <= 8; ++cs)
-    run_case(cpu(), gpu(), {{10, 722, 8, 1, 256, 0}, false, 800, 0, 2.f, false, kBF, cs});
-  run_case(cpu(), gpu(), {{51, 351, 8, 1, 256, 1}, false, 400, 0, 6.f, false, kBF, 8});  // peaky
-  run_case(cpu(), gpu(), {{10, 310, 8, 1, 256, 0}, false, 400, 0, 2.f, true, kBF, 5});   // strided
-  run_case(cpu(), gpu(), {{10, 50, 8, 1, 256, 0}, false, 64, 0, 2.f, false, kBF, 8});    // 2 tiles
-  run_case(cpu(), gpu(), {{11, 12, 8, 1, 256, 1}, false, 64, 0, 2.f, false, kBF, 8});    // 1 tile
-  run_case(cpu(), gpu(), {{40, 400, 4, 2, 128, 1}, false, 420, 0, 2.f, false, kBF, 4});  // GQA
-}
-
-// Which path the planner picks: the cluster path for the expert (few M tiles, every cluster
-// resident at once) with 8 splits, the single-launch kernel for the prefix, the split + combine
-// path where the override forbids the cluster. Outputs are checked as in every other case.
-TEST_F(FlashAttention, ExpertClusterIsTheDefault) {
-  const int slots = flash_attention_cluster_slots();
-  if (slots == 0) GTEST_SKIP() << "no cluster path (needs sm_90+)";
-  for (int64_t H : {10, 51}) {
-    const Case c{{H, 712 + H, 8, 1, 256, H == 51 ? 1 : 0}, false, 1200};
-    run_case(cpu(), gpu(), c);
-    const FlashAttentionStats st = flash_attention_stats();
-    const bool fits = (H * 8 + 63) / 64 <= slots;  // M tiles of the call <= resident clusters
-    EXPECT_EQ(st.last_cluster, fits) << "H=" << H << " slots=" << slots;
-    if (fits) {
-      EXPECT_EQ(st.last_splits, 8);
-    }
-    Case old = c;
-    old.cluster = -1;
-    run_case(cpu(), gpu(), old);
-    EXPECT_FALSE(flash_attention_stats().last_cluster);
-    EXPECT_GT(flash_attention_stats().last_splits, 1) << "the old path splits the expert too";
-  }
-  run_case(cpu(), gpu(), {{563, 563, 8, 1, 256, 0}, false, 600});
-  EXPECT_FALSE(flash_attention_stats().last_cluster) << "the prefix fills the GPU unsplit";
-}
-
 TEST_F(FlashAttention, RoutingFallsBackWhereUnsupported) {
   run_case(cpu(), gpu(), {16, 64, 1, 1, 256, 0, false, 0, 0, 2.f, false, kF}, false);  // f32 out
   run_case(cpu(), gpu(), {9, 20, 2, 1, 12, 0, false}, false);  // head_dim 12: not a multiple of 8
@@ -234,8 +167,7 @@ TEST_F(FlashAttention, RoutingFallsBackWhereUnsupported) {
 }
 
 // The three model shapes inside one captured graph, the suffix with forced key splits (the
-// combine step, a programmatic dependent launch on sm_90+) and, on sm_90+, on the cluster path
-// (a cluster launch with the PDL attribute): replay == eager, bit for bit.
+// combine step, a programmatic dependent launch on sm_90+): replay == eager, bit for bit.
 TEST_F(FlashAttention, CapturesIntoCudaGraph) {
   auto* cuda_be = dynamic_cast<CudaBackend*>(&gpu());
   ASSERT_NE(cuda_be, nullptr);
@@ -248,34 +180,24 @@ TEST_F(FlashAttention, CapturesIntoCudaGraph) {
   Twin& o2 = ts.output("prefix_out", 300, 2048, kBF);
   Twin& q3 = ts.matrix("suffix_q", 20, 2048, kBF);
   Twin& o3 = ts.output("suffix_out", 20, 2048, kBF);
-  Twin& o4 = ts.output("suffix_out_cluster", 20, 2048, kBF);
-  const bool cluster = flash_attention_cluster_slots() > 0;
   auto run = [&] {
     Backend& g = gpu();
     g.attention(o1.gpu, qkv.gpu.col_slice(0, 1152), qkv.gpu.col_slice(1152, 1152),
                 qkv.gpu.col_slice(2304, 1152), AttentionParams{16, 16, 72, 0.1178511f, 0});
     g.attention(o2.gpu, q2.gpu, kc.gpu.row_slice(0, 300), vc.gpu.row_slice(0, 300),
                 AttentionParams{8, 1, 256, 0.0625f, 0});
-    if (cluster) {
-      set_flash_attention_override({false, 0, false, 8});
-      g.attention(o4.gpu, q3.gpu, kc.gpu.row_slice(0, 320), vc.gpu.row_slice(0, 320),
-                  AttentionParams{8, 1, 256, 0.0625f, 1});
-    }
     set_flash_attention_override({false, 4});
     g.attention(o3.gpu, q3.gpu, kc.gpu.row_slice(0, 320), vc.gpu.row_slice(0, 320),
                 AttentionParams{8, 1, 256, 0.0625f, 1});
     set_flash_attention_override({});
   };
   set_flash_attention_override({false, 0});
-  const FlashAttentionStats before = flash_attention_stats();
+  const uint64_t before = flash_attention_stats().launches;
   ts.gpu_reset();
   run();
   gpu().synchronize();
-  const FlashAttentionStats after = flash_attention_stats();
-  ASSERT_EQ(after.launches - before.launches, cluster ? 4u : 3u);
-  ASSERT_EQ(after.cluster_launches - before.cluster_launches, cluster ? 1u : 0u);
-  ASSERT_EQ(after.last_splits, 4);  // the last suffix call ran split + combine
-  ASSERT_FALSE(after.last_cluster);
+  ASSERT_EQ(flash_attention_stats().launches - before, 3u);
+  ASSERT_EQ(flash_attention_stats().last_splits, 4);  // the suffix ran split + combine
   const auto eager = ts.gpu_snapshot();
 
   ts.gpu_reset();
@@ -291,11 +213,6 @@ TEST_F(FlashAttention, CapturesIntoCudaGraph) {
   ts.compare("siglip_out", o1, kBf16Tol);
   ts.compare("prefix_out", o2, kBf16Tol);
   ts.compare("suffix_out", o3, kBf16Tol);
-  if (cluster) {
-    cpu().attention(o4.cpu, q3.cpu, kc.cpu.row_slice(0, 320), vc.cpu.row_slice(0, 320),
-                    AttentionParams{8, 1, 256, 0.0625f, 1});
-    ts.compare("suffix_out_cluster", o4, kBf16Tol);
-  }
 }
 
 }  // namespace

@@ -9,12 +9,6 @@
 // flash_combine_kernel merges them. Both launch as programmatic dependents (sm_90+,
 // cuda_launch.cuh), so each launch overlaps the previous kernel's tail. No allocation, no
 // synchronization: graph-capturable.
-// Cluster path (sm_90+, head_dim > 80, where the planner would split and every cluster is
-// resident at once: the expert's 80 / 408 M rows): the key splits of one (M tile, kv head) are
-// the CTAs of one thread-block cluster of up to 8 and combine their partials in distributed
-// shared memory (cuda_flash_attention_cluster.cuh): one launch, no scratch, no combine kernel.
-// The expert's 180 calls per predict are latency-bound, so dropping the second launch and the
-// global round trip of the partials is most of their cost.
 // Device-resident key gap (AttentionParams::key_valid): the launch depends only on Skv and
 // key_gap_end; each CTA reads the valid length and skips the key tiles inside the gap.
 // Covered by tests/gpu/test_cuda_flash_attention.cpp; timed by bench/bench_attention_cuda.cpp.
@@ -48,7 +42,6 @@ constexpr float kLog2e = 1.4426950408889634f;
 struct DeviceInfo {
   int sms = 0;
   int ctas_per_sm[2] = {0, 0};  // [Narrow, Wide]; 0: the kernel does not fit the device
-  int cluster_slots = 0;  // clusters of kMaxCluster wide CTAs resident at once; 0: no cluster path
 };
 
 template <class C>
@@ -68,42 +61,6 @@ int setup_config(void (*kernel)(FlashArgs), int smem_optin) {
   return n;
 }
 
-// The cluster path's setup: 0 unless the device is sm_90+, the cluster kernel's code was built
-// for sm_90+ (PTX of an older target JIT-compiled here has no clusters: its helpers trap) and a
-// cluster of kMaxCluster wide CTAs can be resident; else how many such clusters fit at once.
-int setup_cluster(int device, int smem_optin) {
-  int major = 0;
-  if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess ||
-      major < 9) {
-    cudaGetLastError();
-    return 0;
-  }
-  const auto kernel = cuda::fa::flash_wide_kernel<true>;
-  cudaFuncAttributes attr{};
-  if (cudaFuncGetAttributes(&attr, kernel) != cudaSuccess || attr.ptxVersion < 90 ||
-      setup_config<Wide>(kernel, smem_optin) == 0) {
-    cudaGetLastError();
-    return 0;
-  }
-  cudaLaunchAttribute cl[1];
-  cl[0].id = cudaLaunchAttributeClusterDimension;
-  cl[0].val.clusterDim.x = cuda::fa::kMaxCluster;
-  cl[0].val.clusterDim.y = 1;
-  cl[0].val.clusterDim.z = 1;
-  cudaLaunchConfig_t cfg{};
-  cfg.gridDim = dim3(cuda::fa::kMaxCluster);
-  cfg.blockDim = dim3(Wide::kThreads);
-  cfg.dynamicSmemBytes = Wide::kSmem;
-  cfg.attrs = cl;
-  cfg.numAttrs = 1;
-  int n = 0;
-  if (cudaOccupancyMaxActiveClusters(&n, kernel, &cfg) != cudaSuccess) {
-    cudaGetLastError();
-    return 0;
-  }
-  return n;
-}
-
 const DeviceInfo& device_info(int device) {
   static std::mutex mu;
   static std::map<int, DeviceInfo> infos;  // node-based: references stay valid
@@ -117,8 +74,7 @@ const DeviceInfo& device_info(int device) {
   FRT_CUDA_CHECK(op, cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin,
                                             device));
   info.ctas_per_sm[0] = setup_config<Narrow>(cuda::fa::flash_narrow_kernel, optin);
-  info.ctas_per_sm[1] = setup_config<Wide>(cuda::fa::flash_wide_kernel<false>, optin);
-  info.cluster_slots = setup_cluster(device, optin);
+  info.ctas_per_sm[1] = setup_config<Wide>(cuda::fa::flash_wide_kernel, optin);
   return infos.emplace(device, info).first->second;
 }
 
@@ -183,9 +139,7 @@ bool operand_ok(const Tensor& t) {
 std::atomic<bool> g_disable{false};
 std::atomic<int> g_force_splits{0};
 std::atomic<bool> g_no_pdl{false};
-std::atomic<int> g_cluster{0};
-std::atomic<uint64_t> g_launches{0}, g_cluster_launches{0};
-std::atomic<bool> g_last_cluster{false};
+std::atomic<uint64_t> g_launches{0};
 std::atomic<int> g_last_splits{0}, g_last_block_n{0}, g_last_d_pad{0};
 
 // Both kernels are programmatic dependents (cuda_launch.cuh) when `pdl`: the split kernel's
@@ -207,65 +161,11 @@ void launch(const char* op, void (*kernel)(FlashArgs), const FlashArgs& a, int m
                  dim3(static_cast<unsigned>(blocks)), dim3(kCombineThreads), 0, a);
   }
   g_launches.fetch_add(1, std::memory_order_relaxed);
-  g_last_cluster.store(false, std::memory_order_relaxed);
   g_last_splits.store(a.splits, std::memory_order_relaxed);
   g_last_block_n.store(C::kBlockN, std::memory_order_relaxed);
   g_last_d_pad.store(C::kDPad, std::memory_order_relaxed);
 }
-// The cluster path: grid (splits, M tiles, kv heads) in clusters of (splits, 1, 1), with the
-// PDL attribute as launch() gives it (the cluster kernel is sm_90+ code on an sm_90+ device).
-void launch_cluster(const char* op, const FlashArgs& a, int m_tiles, cudaStream_t stream,
-                    bool pdl) {
-  pdl = pdl && !g_no_pdl.load(std::memory_order_relaxed);
-  cudaLaunchAttribute attrs[2];
-  attrs[0].id = cudaLaunchAttributeClusterDimension;
-  attrs[0].val.clusterDim.x = static_cast<unsigned>(a.splits);
-  attrs[0].val.clusterDim.y = 1;
-  attrs[0].val.clusterDim.z = 1;
-  attrs[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attrs[1].val.programmaticStreamSerializationAllowed = 1;
-  cudaLaunchConfig_t cfg{};
-  cfg.gridDim = dim3(static_cast<unsigned>(a.splits), static_cast<unsigned>(m_tiles),
-                     static_cast<unsigned>(a.num_kv_heads));
-  cfg.blockDim = dim3(Wide::kThreads);
-  cfg.dynamicSmemBytes = Wide::kSmem;
-  cfg.stream = stream;
-  cfg.attrs = attrs;
-  cfg.numAttrs = pdl ? 2 : 1;
-  cudaError_t err = cudaLaunchKernelEx(&cfg, cuda::fa::flash_wide_kernel<true>, a);
-  const cudaError_t last = cudaGetLastError();  // clears a launch error either way
-  if (err == cudaSuccess) err = last;
-  if (err != cudaSuccess) cuda::throw_cuda(op, "kernel launch", err);
-  g_launches.fetch_add(1, std::memory_order_relaxed);
-  g_cluster_launches.fetch_add(1, std::memory_order_relaxed);
-  g_last_cluster.store(true, std::memory_order_relaxed);
-  g_last_splits.store(a.splits, std::memory_order_relaxed);
-  g_last_block_n.store(Wide::kBlockN, std::memory_order_relaxed);
-  g_last_d_pad.store(Wide::kDPad, std::memory_order_relaxed);
-}
-
-// Key splits of the cluster path, 0 for none. It takes the calls the planner would split (too
-// few M tiles to fill the GPU) whose clusters are all resident at once, with the most splits a
-// portable cluster has: the in-cluster combine costs about the same at 2 or 8 splits, while
-// each split's serial key tiles shrink (expert: 19-23 tiles of 32 keys -> 3 per CTA). The
-// override forces or forbids it.
-int cluster_splits(const DeviceInfo& info, int64_t m_tiles_all, int m_tiles, int skv,
-                   int planned_splits, int forced_splits, int forced_cluster) {
-  const int max_s = std::min((skv + Wide::kBlockN - 1) / Wide::kBlockN, cuda::fa::kMaxCluster);
-  if (info.cluster_slots == 0 || forced_splits > 0 || forced_cluster < 0 || max_s < 2 ||
-      m_tiles > 65535)
-    return 0;
-  if (forced_cluster > 0) return std::clamp(forced_cluster, 2, max_s);
-  if (planned_splits < 2 || m_tiles_all > info.cluster_slots) return 0;
-  return max_s;
-}
 }  // namespace
-
-int flash_attention_cluster_slots() {
-  int device = 0;
-  FRT_CUDA_CHECK("attention (flash setup)", cudaGetDevice(&device));
-  return device_info(device).cluster_slots;
-}
 
 bool flash_attention_would_handle(const Tensor& out, const Tensor& q, const Tensor& k,
                                   const Tensor& v, const AttentionParams& p) {
@@ -290,14 +190,11 @@ void set_flash_attention_override(const FlashAttentionOverride& o) {
   g_disable.store(o.disable, std::memory_order_relaxed);
   g_force_splits.store(o.splits, std::memory_order_relaxed);
   g_no_pdl.store(o.disable_pdl, std::memory_order_relaxed);
-  g_cluster.store(o.cluster, std::memory_order_relaxed);
 }
 
 FlashAttentionStats flash_attention_stats() {
   FlashAttentionStats s;
   s.launches = g_launches.load(std::memory_order_relaxed);
-  s.cluster_launches = g_cluster_launches.load(std::memory_order_relaxed);
-  s.last_cluster = g_last_cluster.load(std::memory_order_relaxed);
   s.last_splits = g_last_splits.load(std::memory_order_relaxed);
   s.last_block_n = g_last_block_n.load(std::memory_order_relaxed);
   s.last_head_dim_pad = g_last_d_pad.load(std::memory_order_relaxed);
@@ -338,23 +235,13 @@ bool CudaBackend::attention_flash(Tensor out, Tensor q, Tensor k, Tensor v,
   const double tile_us = small ? 1.7 : 1.5;  // one key tile of one CTA (H100, measured)
   const int64_t resident = int64_t{info.sms} * info.ctas_per_sm[small ? 0 : 1];
   const int64_t rows_all = static_cast<int64_t>(a.m_total) * a.num_kv_heads;
-  const int forced = g_force_splits.load(std::memory_order_relaxed);
-  const int64_t m_tiles_all = static_cast<int64_t>(m_tiles) * a.num_kv_heads;
-  const Plan plan = plan_splits(m_tiles_all, a.skv, block_n, tile_us, a.d, info.sms, resident,
-                                rows_all, kScratchBytes, forced);
+  const Plan plan = plan_splits(static_cast<int64_t>(m_tiles) * a.num_kv_heads, a.skv, block_n,
+                                tile_us, a.d, info.sms, resident, rows_all, kScratchBytes,
+                                g_force_splits.load(std::memory_order_relaxed));
   a.splits = plan.splits;
   if (p.key_valid.data) {  // checked by attention's entry: i32 [1] on the device
     a.key_valid = static_cast<const int*>(p.key_valid.data);
     a.gap_end = p.key_gap_end;
-  }
-  const int cluster =
-      small ? 0
-            : cluster_splits(info, m_tiles_all, m_tiles, a.skv, plan.splits, forced,
-                             g_cluster.load(std::memory_order_relaxed));
-  if (cluster > 0) {
-    a.splits = cluster;
-    launch_cluster(op, a, m_tiles, stream_, pdl_enabled_);
-    return true;
   }
   if (a.splits > 1) {
     char* s = static_cast<char*>(scratch(split_scratch_bytes(rows_all, a.splits, a.d), op));
@@ -365,8 +252,7 @@ bool CudaBackend::attention_flash(Tensor out, Tensor q, Tensor k, Tensor v,
   if (small)
     launch<Narrow>(op, cuda::fa::flash_narrow_kernel, a, m_tiles, info, stream_, pdl_enabled_);
   else
-    launch<Wide>(op, cuda::fa::flash_wide_kernel<false>, a, m_tiles, info, stream_,
-                 pdl_enabled_);
+    launch<Wide>(op, cuda::fa::flash_wide_kernel, a, m_tiles, info, stream_, pdl_enabled_);
   return true;
 }
 

@@ -17,13 +17,9 @@
 // Key tiles: the visible tiles of tile_span (tiles entirely inside the device-resident key gap
 // are never loaded), dealt out to the key splits in equal shares.
 // Epilogue: splits == 1 writes O / l as bf16 through shared memory (16-byte stores); else the
-// fp32 partials for flash_combine_kernel. flash_wide_kernel<true> (sm_90+, the expert's few
-// rows) runs the key splits as the CTAs of one thread-block cluster and combines them in
-// distributed shared memory instead (cuda_flash_attention_cluster.cuh): one launch, no scratch.
-// Covered by tests/gpu/test_cuda_flash_attention.cpp.
+// fp32 partials for flash_combine_kernel. Covered by tests/gpu/test_cuda_flash_attention.cpp.
 #pragma once
 
-#include "backend/cuda/cuda_flash_attention_cluster.cuh"
 #include "backend/cuda/cuda_flash_attention_common.cuh"
 
 namespace frt::cuda::fa {
@@ -215,15 +211,9 @@ __device__ __forceinline__ uint32_t swz(int r, int c) {
   return r * Wide::kRowBytes + ((c ^ (r & 7)) << 4);
 }
 
-// kCluster: grid (splits, M tiles, kv heads) in clusters of (splits, 1, 1), partials combined in
-// distributed shared memory; else grid (M tiles, kv heads, splits) with the global-scratch
-// partials of flash_combine_kernel (or the direct epilogue at one split).
-template <bool kCluster>
 __global__ void __launch_bounds__(Wide::kThreads, Wide::kMinBlocks)
     flash_wide_kernel(const FlashArgs a) {
   using C = Wide;
-  static_assert(ClusterPartial::kBytes <= C::kQBytes + 4 * C::kTileBytes,
-                "the cluster partial reuses the Q and K/V stages");
   extern __shared__ __align__(128) unsigned char smem_dyn[];
   // 128-byte aligned base (the swizzled addressing below relies on it; kSmem has the slack).
   const uint32_t sq = (smem_addr(smem_dyn) + 127) & ~127u;
@@ -232,8 +222,7 @@ __global__ void __launch_bounds__(Wide::kThreads, Wide::kMinBlocks)
   float4* const sx = reinterpret_cast<float4*>(smem_raw + C::kQBytes + 4 * C::kTileBytes);
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t4 = lane & 3;
   const int wm = warp >> 1, h = warp & 1;  // row group, column half
-  const int m0 = (kCluster ? blockIdx.y : blockIdx.x) * kBlockM;
-  const int kvh = kCluster ? blockIdx.z : blockIdx.y, split = kCluster ? blockIdx.x : blockIdx.z;
+  const int m0 = blockIdx.x * kBlockM, kvh = blockIdx.y, split = blockIdx.z;
   pdl_wait();  // q/k/v and the key gap come from earlier kernels (cuda_launch.cuh)
   const TileSpan span = tile_span<C::kBlockN>(a, split);  // reads the device key gap
   const int64_t kv_col = static_cast<int64_t>(kvh) * a.d;
@@ -360,16 +349,6 @@ __global__ void __launch_bounds__(Wide::kThreads, Wide::kMinBlocks)
     }
   }
   cp_async_wait<0>();
-  if constexpr (kCluster) {  // every thread takes part: CTA and cluster barriers follow
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      l_run[r] += __shfl_xor_sync(0xffffffffu, l_run[r], 1);
-      l_run[r] += __shfl_xor_sync(0xffffffffu, l_run[r], 2);
-    }
-    cluster_combine<C::kOTiles, C::kWarps>(a, smem_raw, o, m_run, l_run, warp_active, m0, kvh,
-                                           warp, lane);
-    return;
-  }
   if (!warp_active) return;  // no CTA-wide barrier below
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
