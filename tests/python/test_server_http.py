@@ -227,8 +227,9 @@ def test_loading_state_and_api_key(flashrt_bin, server_checkpoint):
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_signal_drains_in_flight_requests_and_exits_0(flashrt_bin, server_checkpoint, sig):
-    # 200 flow steps: each predict takes long enough for all 4 requests to be in the server.
-    server = ServerProcess(flashrt_bin, server_checkpoint, "--views", 1, "--horizon", 4, "--steps", 200)
+    # 1000 flow steps (~0.5 s per predict on the 2-core CI machine; 200 steps, ~0.1 s, once let
+    # the first request finish before the fourth arrived): all 4 requests are in the server at once.
+    server = ServerProcess(flashrt_bin, server_checkpoint, "--views", 1, "--horizon", 4, "--steps", 1000)
     base, _, state, _ = _inputs(16)
     body = raw_predict_body([base], state=state, prompt="go")
     results = []
