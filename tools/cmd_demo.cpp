@@ -58,8 +58,8 @@ int cmd_demo(int argc, char** argv) {
     ms.push_back(now_ms() - s);
   }
 
-  std::printf("FlashRT %s demo: %s on %s (%s)\n", flashrt::version().c_str(), info.config,
-              info.hardware, info.device_name);
+  std::printf("FlashRT %s demo: %s on %s (%s), precision %s\n", flashrt::version().c_str(),
+              info.config, info.hardware, info.device_name, model.precision().c_str());
   std::printf("checkpoint: %s (%s)\n", dir.c_str(), made ? "made now" : "cached");
   std::printf("views: %d, steps: %d, horizon: %d, action dim: %d (robot dims: %d)\n",
               info.num_views, info.num_steps, info.action_horizon, info.action_dim,

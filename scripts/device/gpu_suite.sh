@@ -53,6 +53,18 @@ for stage in $STAGES; do
       PYTHONPATH=$PYTHONPATH:$PWD/scripts/device python3 -c "from full_checkpoint import full_checkpoint; full_checkpoint()" &&
       PYTHONPATH=$PYTHONPATH:/tmp/site:$PWD/tests/python python3 bench/bench_server.py --bin "$B/flashrt" \
         --checkpoint /tmp/frt_full_pi05 --hardware cuda --views 2 --iters ${ITERS:-200} --warmup 20 2>&1 | tee "$OUT/server.log" ;;
+    # A/B of two builds on the same warm GPU (a change's speed-up): BASE_BUNDLE=<the baseline's
+    # archive, e.g. bundle.sh run at the parent commit with BUNDLE=.device/base.tar.xz>, carried
+    # with the call; flashrt bench of the full-size Pi0.5, 2 views, h10, baseline then this build.
+    ab) PYTHONPATH=$PYTHONPATH:$PWD/scripts/device python3 -c "from full_checkpoint import full_checkpoint; full_checkpoint()" &&
+      rm -rf /tmp/ab && mkdir -p /tmp/ab && tar -xJf "${BASE_BUNDLE:?BASE_BUNDLE=<baseline archive>}" -C /tmp/ab &&
+      for p in ${PRECISIONS:-bf16 fp8}; do for side in base this; do
+        bin=$B; [ $side = base ] && bin=/tmp/ab/bundle
+        echo "ab $side $p" | tee -a "$OUT/ab.log"
+        LD_LIBRARY_PATH=$bin:$CUBLAS_DIR "$bin/flashrt" bench --checkpoint /tmp/frt_full_pi05 --hardware cuda \
+          --views 2 --steps 10 --horizon 10 --iters ${ITERS:-300} --warmup ${WARMUP:-30} --$p 2>&1 |
+          tee -a "$OUT/ab.log" | grep -E "replay|wall"
+      done; done ;;
     # Kernel microbenchmarks (graphs of back-to-back launches) of the ops being tuned.
     micro) for b in bench_small_ops_cuda bench_fused_linear_cuda bench_attention_cuda; do
         [ -x "$B/$b" ] && "$B/$b" 2>&1 | tee "$OUT/$b.log"; done ;;
