@@ -5,6 +5,7 @@ set -euo pipefail
 PKGS=(cmake g++ make pkg-config libopenblas-dev libsentencepiece-dev libstb-dev
       nlohmann-json3-dev libgtest-dev python3 python3-numpy python3-pytest python3-torch
       python3-sentencepiece
+      python3-pil  # the reference self-check's PIL resize variant (openpi's other resize path)
       libboost-dev libmsgpack-cxx-dev  # flashrt serve: Boost.Beast/Asio, msgpack-cxx (headers)
       python3-pip python3-requests python3-msgpack python3-typing-extensions)  # server tests
 missing=()
