@@ -16,33 +16,44 @@ export FLASH_RT_LIBRARY=$B/libflashrt.so FLASHRT_BIN=$B/flashrt PYTHONPATH=$PWD/
 export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv | tee "$OUT/gpu.txt"
 echo "commit ${FLASHRT_COMMIT:-unknown}" | tee -a "$OUT/gpu.txt"
+# The full-size synthetic checkpoint of a config (pi05 / pi0), made once: /tmp/frt_full_<config>.
+full_ckpt() {
+  PYTHONPATH=$PYTHONPATH:$PWD/scripts/device python3 -c \
+    "from full_checkpoint import full_checkpoint; full_checkpoint('$1')"
+}
+# flashrt bench (graph replays, 10 steps) of a build on a full-size checkpoint:
+#   bench_full BUILD_DIR CHECKPOINT VIEWS HORIZON PRECISION ITERS WARMUP
+bench_full() {
+  LD_LIBRARY_PATH=$1:$LD_LIBRARY_PATH "$1/flashrt" bench --checkpoint "$2" --hardware cuda \
+    --views "$3" --steps 10 --horizon "$4" --iters "$6" --warmup "$7" --"$5"
+}
 for stage in $STAGES; do
   echo "=== stage $stage ==="
   case $stage in
     ops) "$B/flashrt_gpu_tests" 2>&1 | tee "$OUT/gpu_ops.log" | grep -E "FAIL|PASSED|FAILED|cos=" | tail -60 ;;
     tiny) python3 scripts/device/check_tiny_cuda.py 2>&1 | tee "$OUT/tiny.log" ;;
     graphs) python3 scripts/device/check_graphs.py 2>&1 | tee "$OUT/graphs.log" ;;
-    profile) PYTHONPATH=$PYTHONPATH:$PWD/scripts/device python3 -c "from full_checkpoint import full_checkpoint; full_checkpoint()" &&
+    profile) full_ckpt pi05 &&
       "$B/flashrt" bench --checkpoint /tmp/frt_full_pi05 --hardware cuda --views 2 --steps 10 \
         --horizon 10 --iters 3 --warmup 1 --profile 2>&1 | tee "$OUT/profile.log" ;;
     # Replay table; PRECISIONS="bf16 fp8" (flashrt bench --bf16 / --fp8).
     replay) for p in ${PRECISIONS:-bf16 fp8}; do for v in ${VIEWS:-1 2 3}; do for h in ${HORIZONS:-10 50}; do
         echo "precision $p views $v horizon $h" | tee -a "$OUT/replay.log"
-        "$B/flashrt" bench --checkpoint /tmp/frt_full_pi05 --hardware cuda --views $v --steps 10 \
-          --horizon $h --iters ${ITERS:-500} --warmup ${WARMUP:-50} --$p 2>&1 | tee -a "$OUT/replay.log" | grep -E "iters|replay|memory"
+        bench_full "$B" /tmp/frt_full_pi05 $v $h $p ${ITERS:-500} ${WARMUP:-50} 2>&1 |
+          tee -a "$OUT/replay.log" | grep -E "iters|replay|memory"
       done; done; done ;;
     full) PYTHONPATH=$PYTHONPATH:$PWD/scripts/device python3 scripts/device/check_full_vs_reference.py 2>&1 | tee "$OUT/full.log" ;;
     full_pi0) PYTHONPATH=$PYTHONPATH:$PWD/scripts/device python3 scripts/device/check_full_vs_reference.py --config pi0 2>&1 | tee "$OUT/full_pi0.log" ;;
-    replay_pi0) PYTHONPATH=$PYTHONPATH:$PWD/scripts/device python3 -c "from full_checkpoint import full_checkpoint; full_checkpoint('pi0')" &&
+    replay_pi0) full_ckpt pi0 &&
       for p in ${PRECISIONS:-bf16 fp8}; do echo "pi0 precision $p" | tee -a "$OUT/replay_pi0.log"
-        "$B/flashrt" bench --checkpoint /tmp/frt_full_pi0 --hardware cuda --views 2 --steps 10 \
-          --horizon 10 --iters ${ITERS:-500} --warmup ${WARMUP:-50} --$p 2>&1 | tee -a "$OUT/replay_pi0.log" | grep -E "iters|replay|memory"
+        bench_full "$B" /tmp/frt_full_pi0 2 10 $p ${ITERS:-500} ${WARMUP:-50} 2>&1 |
+          tee -a "$OUT/replay_pi0.log" | grep -E "iters|replay|memory"
       done ;;
     fp8) PYTHONPATH=$PYTHONPATH:$PWD/scripts/device python3 scripts/device/check_fp8.py 2>&1 | tee "$OUT/fp8.log" ;;
     fp8_pi0) PYTHONPATH=$PYTHONPATH:$PWD/scripts/device python3 scripts/device/check_fp8.py --config pi0 2>&1 | tee "$OUT/fp8_pi0.log" ;;
     # Per-kernel GPU time of one eager predict (Nsight Compute; clocks left alone, METHOD.md).
     # bench/kernel_breakdown.py turns the CSV into a per-stage, per-kernel table.
-    ncu) PYTHONPATH=$PYTHONPATH:$PWD/scripts/device python3 -c "from full_checkpoint import full_checkpoint; full_checkpoint()" &&
+    ncu) full_ckpt pi05 &&
       timeout ${NCU_TIMEOUT:-240} ncu --clock-control none --metrics gpu__time_duration.sum --csv --log-file "$OUT/ncu.csv" \
         "$B/flashrt" bench --checkpoint /tmp/frt_full_pi05 --hardware cuda --views 2 --steps 10 \
         --horizon 10 --iters 1 --warmup 0 --no-graphs --${NCU_PREC:-bf16} >"$OUT/ncu_bench.log" 2>&1; tail -3 "$OUT/ncu_bench.log" ;;
@@ -50,19 +61,18 @@ for stage in $STAGES; do
     # (openpi-client and its wire dependencies, see docs/serving.md) carried with the call.
     server) python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
         --target /tmp/site .whl/*.whl &&
-      PYTHONPATH=$PYTHONPATH:$PWD/scripts/device python3 -c "from full_checkpoint import full_checkpoint; full_checkpoint()" &&
+      full_ckpt pi05 &&
       PYTHONPATH=$PYTHONPATH:/tmp/site:$PWD/tests/python python3 bench/bench_server.py --bin "$B/flashrt" \
         --checkpoint /tmp/frt_full_pi05 --hardware cuda --views 2 --iters ${ITERS:-200} --warmup 20 2>&1 | tee "$OUT/server.log" ;;
     # A/B of two builds on the same warm GPU (a change's speed-up): BASE_BUNDLE=<the baseline's
     # archive, e.g. bundle.sh run at the parent commit with BUNDLE=.device/base.tar.xz>, carried
     # with the call; flashrt bench of the full-size Pi0.5, 2 views, h10, baseline then this build.
-    ab) PYTHONPATH=$PYTHONPATH:$PWD/scripts/device python3 -c "from full_checkpoint import full_checkpoint; full_checkpoint()" &&
+    ab) full_ckpt pi05 &&
       rm -rf /tmp/ab && mkdir -p /tmp/ab && tar -xJf "${BASE_BUNDLE:?BASE_BUNDLE=<baseline archive>}" -C /tmp/ab &&
       for p in ${PRECISIONS:-bf16 fp8}; do for side in base this; do
         bin=$B; [ $side = base ] && bin=/tmp/ab/bundle
         echo "ab $side $p" | tee -a "$OUT/ab.log"
-        LD_LIBRARY_PATH=$bin:$CUBLAS_DIR "$bin/flashrt" bench --checkpoint /tmp/frt_full_pi05 --hardware cuda \
-          --views 2 --steps 10 --horizon 10 --iters ${ITERS:-300} --warmup ${WARMUP:-30} --$p 2>&1 |
+        bench_full "$bin" /tmp/frt_full_pi05 2 10 $p ${ITERS:-300} ${WARMUP:-30} 2>&1 |
           tee -a "$OUT/ab.log" | grep -E "replay|wall"
       done; done ;;
     # Kernel microbenchmarks (graphs of back-to-back launches) of the ops being tuned.
