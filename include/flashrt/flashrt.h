@@ -82,8 +82,8 @@ typedef struct frt_load_options {
   uint64_t seed;               /* noise RNG seed when predict gets no noise */
   int32_t cuda_graphs;         /* -1 default (on): capture the whole predict as one CUDA graph */
   int32_t profile_ops;         /* 1: time every op, eagerly (see frt_model_profile_report) */
-  int32_t use_fp8;             /* -1 default: FP8 GEMMs on GPUs that have them (sm_89+) for pi05
-                                  (pi0: bf16 until its FP8 meets the accuracy bar), else bf16;
+  int32_t use_fp8;             /* -1 default: FP8 GEMMs on GPUs that have them (sm_89+),
+                                  else bf16 (which GEMMs per model: docs/calibration.md);
                                   0: bf16; 1: FP8, an error where unsupported */
 } frt_load_options_t;
 

@@ -16,26 +16,18 @@ namespace frt {
 
 namespace {
 
-// use_fp8: -1 auto (FP8 where the GPU has it and it meets the accuracy bar for the model), 0
-// bf16, 1 FP8 or an error.
-std::unique_ptr<Backend> make_gpu_backend(int use_fp8, Arch arch) {
+// use_fp8: -1 auto (FP8 where the GPU has it), 0 bf16, 1 FP8 or an error. Which GEMMs of a
+// model go FP8 is the weight loader's choice (models/weights.cpp), so that both models meet
+// their accuracy bar under FP8.
+std::unique_ptr<Backend> make_gpu_backend(int use_fp8) {
   std::string why;
   if (use_fp8 == 1) return make_cuda_backend(0, Precision::kFP8);  // throws where unsupported
-  if (use_fp8 == -1 && arch == Arch::kPi0) {
-    // Measured on the full-size synthetic Pi0 (scripts/device/check_fp8.py --config pi0): FP8
-    // actions reach cos 0.9967-0.9973 vs the fp32 reference, below the 0.998 bar that Pi0.5 meets
-    // (0.9997); the prefix K/V drift to cos ~0.995 over the layers (scripts/device/diag_fp8.py).
-    // Until it does, auto keeps Pi0 in bf16 rather than silently losing accuracy.
-    log_info("pi0: bf16 GEMMs (FP8 does not meet the accuracy bar for pi0 yet; use_fp8=True "
-             "forces it)");
-    return make_cuda_backend(0, Precision::kBF16);
-  }
   if (use_fp8 == -1 && cuda_supports_fp8(0, &why)) return make_cuda_backend(0, Precision::kFP8);
   if (use_fp8 == -1) log_info("bf16 GEMMs: ", why);
   return make_cuda_backend(0, Precision::kBF16);
 }
 
-std::unique_ptr<Backend> pick_backend(const std::string& hardware, int use_fp8, Arch arch) {
+std::unique_ptr<Backend> pick_backend(const std::string& hardware, int use_fp8) {
   if (hardware != "cpu" && hardware != "cuda" && hardware != "auto" && !hardware.empty())
     throw_error(Status::kInvalidArgument, "load_model: hardware='", hardware,
                 "' is not one of 'auto', 'cpu', 'cuda'");
@@ -44,7 +36,7 @@ std::unique_ptr<Backend> pick_backend(const std::string& hardware, int use_fp8, 
   if (hardware == "cuda" && !has_cuda)
     throw_error(Status::kNotSupported, "load_model: hardware='cuda' but CUDA is not usable: ", why,
                 "; use hardware='cpu' or 'auto'");
-  if (has_cuda) return make_gpu_backend(use_fp8, arch);
+  if (has_cuda) return make_gpu_backend(use_fp8);
   if (use_fp8 == 1) {
     const std::string where = hardware == "cpu" ? std::string("hardware='cpu'") : why;
     throw_error(Status::kNotSupported, "load_model: use_fp8=True needs a CUDA GPU with FP8 ",
@@ -101,7 +93,7 @@ Engine::Engine(const std::string& dir, const LoadRequest& req) : dir_(dir) {
     part_params_[static_cast<int>(s.part)] += n;
   }
 
-  backend_ = pick_backend(req.hardware, req.use_fp8, dims_.arch);
+  backend_ = pick_backend(req.hardware, req.use_fp8);
   if (req.profile_ops) backend_ = std::make_unique<ProfilingBackend>(std::move(backend_));
   cuda_graphs_ = req.cuda_graphs && !req.profile_ops;
   dumps_.bind(backend_.get());

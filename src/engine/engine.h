@@ -27,7 +27,7 @@ struct LoadRequest {
   std::string hardware = "auto";  // "auto" / "cpu" / "cuda"
   bool cuda_graphs = true;        // capture the whole predict as one graph (backends that can)
   bool profile_ops = false;       // time every op (eager, synchronizing): see profile_report()
-  // FP8 GEMMs (CUDA, sm_89+): -1 auto (on where supported, pi05 only for now), 0 off (bf16), 1 on
+  // FP8 GEMMs (CUDA, sm_89+): -1 auto (on where supported), 0 off (bf16), 1 on
   // (an error where the hardware has no FP8).
   int use_fp8 = -1;
   ModelOptions options;

@@ -141,8 +141,9 @@ Tensor up(Backend& be, HostTensor&& t, const std::string& name,
 constexpr WeightUse kGemm = WeightUse::kGemm;
 constexpr WeightUse kPrecise = WeightUse::kGemmPrecise;
 
+// gemm: how the four projection matrices are stored (kGemm: FP8 under an FP8 backend).
 GemmaLayerWeights load_gemma_layer(Backend& be, Reader& r, const std::string& base, int i,
-                                   bool ada) {
+                                   bool ada, WeightUse gemm) {
   GemmaLayerWeights w;
   auto k = [&](const std::string& rest) { return keys::layer(base, i, rest); };
   if (!ada) {
@@ -153,11 +154,11 @@ GemmaLayerWeights load_gemma_layer(Backend& be, Reader& r, const std::string& ba
   w.qkv_w = up(be,
                r.concat_rows({k("self_attn.q_proj.weight"), k("self_attn.k_proj.weight"),
                               k("self_attn.v_proj.weight")}),
-               k("self_attn.qkv"), kGemm);
-  w.o_w = up(be, r.f32(k("self_attn.o_proj.weight")), k("self_attn.o_proj.weight"), kGemm);
+               k("self_attn.qkv"), gemm);
+  w.o_w = up(be, r.f32(k("self_attn.o_proj.weight")), k("self_attn.o_proj.weight"), gemm);
   w.gate_up_w = up(be, r.concat_rows({k("mlp.gate_proj.weight"), k("mlp.up_proj.weight")}),
-                   k("mlp.gate_up"), kGemm);
-  w.down_w = up(be, r.f32(k("mlp.down_proj.weight")), k("mlp.down_proj.weight"), kGemm);
+                   k("mlp.gate_up"), gemm);
+  w.down_w = up(be, r.f32(k("mlp.down_proj.weight")), k("mlp.down_proj.weight"), gemm);
   return w;
 }
 
@@ -294,11 +295,18 @@ Pi0Weights load_pi0_weights(Backend& be, const SafetensorsCheckpoint& ckpt, cons
 
   // The LLM's final norm is never read: Pi0/Pi0.5 use only the prefix KV cache.
   r.mark_used(keys::kLlm + "norm.weight");
-  for (int i = 0; i < d.llm.layers; ++i) w.llm.push_back(load_gemma_layer(be, r, keys::kLlm, i, false));
-
+  // Pi0 keeps the PaliGemma prefix GEMMs in bf16 under FP8. Measured on the full-size synthetic
+  // Pi0 (scripts/device/check_fp8.py --config pi0): with W8A8 prefix GEMMs the prefix K/V drift
+  // to cos ~0.995 by layer 4 (scripts/device/diag_fp8.py) and Pi0's expert, which has no gated
+  // residual to damp it, carries that to the actions (cos 0.9967-0.9973 vs the fp32 reference,
+  // bar 0.998). Pi0.5's gated adaRMS expert keeps 0.9997 with the FP8 prefix. The expert's FP8
+  // GEMMs are weight-only (skinny: activations stay bf16), so they stay FP8 for both.
   const bool pi05 = d.arch == Arch::kPi05;
+  const WeightUse prefix_gemm = pi05 ? kGemm : kPrecise;
+  for (int i = 0; i < d.llm.layers; ++i)
+    w.llm.push_back(load_gemma_layer(be, r, keys::kLlm, i, false, prefix_gemm));
   for (int i = 0; i < d.expert.layers; ++i)
-    w.expert.push_back(load_gemma_layer(be, r, keys::kExpert, i, pi05));
+    w.expert.push_back(load_gemma_layer(be, r, keys::kExpert, i, pi05, kGemm));
   if (pi05) {
     const auto t0 = std::chrono::steady_clock::now();
     HostTensor mod = precompute_adarms(r, d, num_steps);
