@@ -74,6 +74,13 @@ struct LinearPrologue {
   float eps = 1e-6f;
 };
 
+// The smallest of `row_options` (ascending, non-empty) >= valid, or the largest if none is.
+inline int bucket_rows(const std::vector<int>& row_options, int valid) {
+  for (int r : row_options)
+    if (r >= valid) return r;
+  return row_options.back();
+}
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -100,6 +107,17 @@ class Backend {
   // `key` and replays the capture afterwards; `key` must name everything the body's launch
   // parameters depend on. The default runs the body eagerly.
   virtual void run_graph(const std::string& key, const std::function<void()>& body) { body(); }
+  // Runs body(rows) once, rows = the smallest of `row_options` (ascending) >= valid[0] (the
+  // largest if none is), where valid is an i32 [1] in the backend's memory, read when the op
+  // runs, and valid_host is its value as the host knows it now. Lets a pass over a padded
+  // sequence skip most of the padding without making the graph key depend on the length: a
+  // capture records one body per option behind a switch that picks by valid[0] at each replay.
+  // The default (eager backends) runs body(bucket_rows(row_options, valid_host)).
+  virtual void run_bucketed(const Tensor& valid, int valid_host,
+                            const std::vector<int>& row_options,
+                            const std::function<void(int rows)>& body) {
+    body(bucket_rows(row_options, valid_host));
+  }
   // Where a producer op should write linear(y, x, w, ...)'s input x: `x` itself, or, where the
   // GEMM would quantize x first (an FP8 backend in QuantMode::kStatic, an FP8 weight, many rows),
   // an F8E4M3 view of the backend's quantized-input buffer carrying w's QuantInfo. The producers

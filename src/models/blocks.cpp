@@ -156,15 +156,28 @@ PrefixLayout encode_prefix(Backend& be, const Pi0Weights& w, const ModelDims& d,
   pre.valid = in.prefix_len;
   pre.valid_host = valid_prefix_rows(d, in);
   dumps.record("prefix_embeddings", ws.prefix_x.row_slice(0, pre.valid_host));
-  prefix_pass(be, w, d, ws, pre, dumps);
+  // Most of the prompt's padding is skipped: the pass runs over the valid rows rounded up to the
+  // next option, picked from the device length when the op runs (one graph serves every prompt).
+  be.run_bucketed(pre.valid, pre.valid_host, prefix_row_options(P, max_tokens),
+                  [&](int rows) { prefix_pass(be, w, d, ws, pre, rows, dumps); });
   return pre;
 }
 
+std::vector<int> prefix_row_options(int image_rows, int max_tokens) {
+  std::vector<int> out;
+  for (int t = kPrefixBucketTokens; t < max_tokens; t += kPrefixBucketTokens)
+    out.push_back(image_rows + t);
+  out.push_back(image_rows + max_tokens);
+  return out;
+}
+
 void prefix_pass(Backend& be, const Pi0Weights& w, const ModelDims& d, Workspace& ws,
-                 const PrefixLayout& pre, Dumps& dumps) {
+                 const PrefixLayout& pre, int rows_run, Dumps& dumps) {
   const GemmaDims& g = d.llm;
-  const int P = pre.rows;
-  // The padding rows are computed but never attended to: keys [valid, P) are masked.
+  // (Under graph capture every option is recorded, also those below this call's length.)
+  FRT_CHECK(rows_run >= 1 && rows_run <= pre.rows, "prefix rows run");
+  const int P = rows_run;
+  // The padding rows up to P are computed but never attended to: keys [valid, P) are masked.
   const AttentionParams ap{g.heads, g.kv_heads, g.head_dim,
                            1.0f / std::sqrt(static_cast<float>(g.head_dim)), 0, pre.valid, P};
   Tensor x = rows(ws.prefix_x, P), n = rows(ws.prefix_n, P), qkv = rows(ws.prefix_qkv, P);
@@ -179,8 +192,8 @@ void prefix_pass(Backend& be, const Pi0Weights& w, const ModelDims& d, Workspace
     be.linear(qkv, n_qkv, lw.qkv_w, nullptr, Activation::kNone, false);
     // Masked views are dropped and the padding comes last, so position = row index.
     be.qkv_split_rope(q, k, v, qkv, g.heads, g.kv_heads, g.head_dim, 0, nullptr, kRopeTheta);
-    dumps.record("prefix_k." + std::to_string(l), k.row_slice(0, pre.valid_host));
-    dumps.record("prefix_v." + std::to_string(l), v.row_slice(0, pre.valid_host));
+    dumps.record("prefix_k." + std::to_string(l), ws.k_cache[l].row_slice(0, pre.valid_host));
+    dumps.record("prefix_v." + std::to_string(l), ws.v_cache[l].row_slice(0, pre.valid_host));
     if (l + 1 == g.layers) break;  // the last layer only has to produce K and V
     be.attention(attn, q, k, v, ap);
     be.linear(x, attn, lw.o_w, nullptr, Activation::kNone, true);

@@ -93,10 +93,16 @@ int valid_prefix_rows(const ModelDims& d, const ModelInputs& in);
 PrefixLayout encode_prefix(Backend& be, const Pi0Weights& w, const ModelDims& d, Workspace& ws,
                            const ModelInputs& in, Dumps& dumps);
 
-// Prefix pass over ws.prefix_x rows [0, pre.rows): fills k_cache/v_cache rows [0, pre.rows) of
-// every layer, attention masking the padding. The last layer's attention output and MLP are
-// skipped: nothing reads them.
+// Prefix pass over ws.prefix_x rows [0, rows), pre.valid_host <= rows <= pre.rows: fills
+// k_cache/v_cache rows [0, rows) of every layer, attention masking the padding among them (rows
+// [rows, pre.rows) keep whatever they held: masked keys). The last layer's attention output and
+// MLP are skipped: nothing reads them.
 void prefix_pass(Backend& be, const Pi0Weights& w, const ModelDims& d, Workspace& ws,
-                 const PrefixLayout& pre, Dumps& dumps);
+                 const PrefixLayout& pre, int rows, Dumps& dumps);
+
+// The row counts encode_prefix lets the prefix pass run over: image rows + every multiple of
+// kPrefixBucketTokens below max_tokens, then image rows + max_tokens.
+inline constexpr int kPrefixBucketTokens = 32;
+std::vector<int> prefix_row_options(int image_rows, int max_tokens);
 
 }  // namespace frt

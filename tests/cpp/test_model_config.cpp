@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -12,6 +13,7 @@
 #include "core/status.h"
 #include "engine/engine.h"
 #include "io/safetensors.h"
+#include "models/blocks.h"
 #include "models/model_config.h"
 #include "models/synthetic_checkpoint.h"
 #include "models/weights.h"
@@ -110,6 +112,21 @@ TEST(ModelConfig, FlowScheduleMatchesOpenpiLoop) {
   EXPECT_FLOAT_EQ(ts[0], 1.0f);
   EXPECT_NEAR(ts[9], 0.1f, 1e-6);
   EXPECT_EQ(flow_schedule(3).size(), 3u);
+}
+
+// The prefix pass runs over the valid rows rounded up to one of these (Backend::run_bucketed).
+TEST(ModelConfig, PrefixRowOptionsCoverEveryLength) {
+  EXPECT_EQ(frt::prefix_row_options(512, 200),
+            (std::vector<int>{544, 576, 608, 640, 672, 704, 712}));
+  EXPECT_EQ(frt::prefix_row_options(512, 48), (std::vector<int>{544, 560}));
+  EXPECT_EQ(frt::prefix_row_options(256, 32), (std::vector<int>{288}));
+  EXPECT_EQ(frt::prefix_row_options(0, 5), (std::vector<int>{5}));
+  const std::vector<int> opts = frt::prefix_row_options(512, 200);
+  for (int valid = 513; valid <= 712; ++valid) {  // 2 views: 512 image rows + >= 1 token
+    const int rows = frt::bucket_rows(opts, valid);
+    ASSERT_GE(rows, valid);
+    ASSERT_LT(rows - valid, frt::kPrefixBucketTokens) << valid;
+  }
 }
 
 TEST(SyntheticCheckpoint, IsDeterministicPerSeed) {

@@ -178,6 +178,7 @@ CudaBackend::CudaBackend(int device_index, Precision precision)
   try {
     FRT_CUDA_CHECK(op, cudaSetDevice(device_index));
     FRT_CUDA_CHECK(op, cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    FRT_CUDA_CHECK(op, cudaStreamCreateWithFlags(&body_stream_, cudaStreamNonBlocking));
     FRT_CUBLAS_CHECK(op, cublasLtCreate(&lt_));
     lt_workspace_ = device_malloc(kLtWorkspaceBytes, "cuBLASLt workspace", false);
     scratch_ = device_malloc(kScratchBytes, "op scratch", false);
@@ -224,6 +225,8 @@ void CudaBackend::release() noexcept {
   lt_ = nullptr;
   if (stream_) cudaStreamDestroy(stream_);
   stream_ = nullptr;
+  if (body_stream_) cudaStreamDestroy(body_stream_);
+  body_stream_ = nullptr;
   cudaGetLastError();
 }
 

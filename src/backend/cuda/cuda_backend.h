@@ -60,6 +60,9 @@ class CudaBackend final : public Backend {
   // FP8 producer fusion (cuda_fp8.cu): an F8E4M3 view of fp8_x_ for the GEMMs linear_fp8 runs.
   Tensor gemm_input(Tensor x, Tensor w) override;
   void run_graph(const std::string& key, const std::function<void()>& body) override;
+  // Under stream capture: a switch node with one captured body per option (cuda_graphs.cu).
+  void run_bucketed(const Tensor& valid, int valid_host, const std::vector<int>& row_options,
+                    const std::function<void(int rows)>& body) override;
   float last_graph_ms() override;
   // Stage boundaries become event nodes of the captured graph (cuda_graphs.cu).
   void stage(const char* name) override;
@@ -211,6 +214,9 @@ class CudaBackend final : public Backend {
   int device_ = 0;
   Precision precision_ = Precision::kBF16;
   cudaStream_t stream_ = nullptr;
+  // run_bucketed's bodies are captured on this stream (made at first use, outside capture it is
+  // never used), stream_ pointing at it meanwhile so every op records into the body graph.
+  cudaStream_t body_stream_ = nullptr;
   std::map<std::string, cudaGraphExec_t> graphs_;
   std::set<std::string> eager_keys_;  // shapes whose capture failed: run eagerly
   cudaEvent_t graph_start_ = nullptr, graph_stop_ = nullptr;

@@ -3,7 +3,11 @@
 // ~1,500 kernel launches. Replays are bracketed by events for last_graph_ms(), and the model's
 // stage boundaries (stage()) are event nodes inside the graph, so stage_report() splits the
 // replay time into vision / prefix / denoise as it really runs (no synchronization in between).
-// Covered by tests/gpu/test_cuda_graphs.cpp and the engine's replay-vs-eager check.
+// run_bucketed under capture puts a switch node (CUDA 12.8+ conditional graph nodes) into the
+// graph: a kernel reads the device length and sets the switch, each option's body is captured
+// into its own child graph, so a replay runs only the body for the current length.
+// Covered by scripts/device/check_graphs.py (replay vs eager, every prompt length through one
+// graph) and tests/gpu/test_cuda_bucketed.cpp.
 #include <cstdio>
 
 #include "backend/cuda/cuda_backend.h"
@@ -11,6 +15,28 @@
 #include "core/log.h"
 
 namespace frt {
+
+namespace {
+constexpr int kMaxBuckets = 16;
+struct BucketRows {
+  int n;
+  int rows[kMaxBuckets];
+};
+
+// Sets the switch of run_bucketed's conditional node: the index of the smallest option >= the
+// device length (the last if none is). Launched without PDL: it reads what the previous kernel
+// may still write.
+__global__ void select_bucket_kernel(cudaGraphConditionalHandle handle, const int* valid,
+                                     BucketRows opts) {
+  const int v = *valid;
+  int i = 0;
+  while (i + 1 < opts.n && opts.rows[i] < v) ++i;
+  cudaGraphSetConditional(handle, static_cast<unsigned>(i));
+}
+
+// A kernel node after the switch, so that the next op's PDL launch follows a kernel node.
+__global__ void bucket_join_kernel() {}
+}  // namespace
 
 void CudaBackend::run_graph(const std::string& key, const std::function<void()>& body) {
   const char* op = "run_graph";
@@ -74,6 +100,66 @@ void CudaBackend::run_graph(const std::string& key, const std::function<void()>&
   graph_timed_ = true;
   auto marks = graph_marks_.find(key);
   replay_marks_ = marks == graph_marks_.end() ? nullptr : &marks->second;
+}
+
+void CudaBackend::run_bucketed(const Tensor& valid, int valid_host,
+                               const std::vector<int>& row_options,
+                               const std::function<void(int rows)>& body) {
+  const char* op = "run_bucketed";
+  cuda::check_arg(!row_options.empty() && row_options.size() <= kMaxBuckets, op,
+                  "1 to 16 row options");
+  for (size_t i = 1; i < row_options.size(); ++i)
+    cuda::check_arg(row_options[i - 1] < row_options[i], op, "row options must ascend");
+  cuda::check_vector(op, "valid", valid, 1, {DType::kI32});
+  cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+  FRT_CUDA_CHECK(op, cudaStreamIsCapturing(stream_, &status));
+  if (status != cudaStreamCaptureStatusActive) return body(bucket_rows(row_options, valid_host));
+
+  // Under capture: select kernel -> switch node (body i captured into its i-th graph) -> join.
+  cudaGraph_t graph = nullptr;
+  const cudaGraphNode_t* deps = nullptr;
+  const cudaGraphEdgeData* edges = nullptr;
+  size_t num_deps = 0;
+  FRT_CUDA_CHECK(op, cudaStreamGetCaptureInfo(stream_, &status, nullptr, &graph, nullptr, nullptr,
+                                              nullptr));
+  cudaGraphConditionalHandle handle;
+  FRT_CUDA_CHECK(op, cudaGraphConditionalHandleCreate(&handle, graph, 0, 0));
+  BucketRows opts{};
+  opts.n = static_cast<int>(row_options.size());
+  for (int i = 0; i < opts.n; ++i) opts.rows[i] = row_options[i];
+  select_bucket_kernel<<<1, 1, 0, stream_>>>(handle, static_cast<const int*>(valid.data), opts);
+  FRT_CUDA_CHECK(op, cudaGetLastError());
+  FRT_CUDA_CHECK(op, cudaStreamGetCaptureInfo(stream_, &status, nullptr, &graph, &deps, &edges,
+                                              &num_deps));
+  cudaGraphNodeParams params{};
+  params.type = cudaGraphNodeTypeConditional;
+  params.conditional.handle = handle;
+  params.conditional.type = cudaGraphCondTypeSwitch;
+  params.conditional.size = static_cast<unsigned>(opts.n);
+  cudaGraphNode_t node = nullptr;
+  FRT_CUDA_CHECK(op, cudaGraphAddNode(&node, graph, deps, edges, num_deps, &params));
+  FRT_CUDA_CHECK(op, cudaStreamUpdateCaptureDependencies(stream_, &node, nullptr, 1,
+                                                         cudaStreamSetCaptureDependencies));
+  const cudaStream_t parent = stream_;
+  for (int i = 0; i < opts.n; ++i) {
+    FRT_CUDA_CHECK(op, cudaStreamBeginCaptureToGraph(body_stream_, params.conditional.phGraph_out[i],
+                                                     nullptr, nullptr, 0,
+                                                     cudaStreamCaptureModeThreadLocal));
+    stream_ = body_stream_;
+    try {
+      body(row_options[i]);
+    } catch (...) {
+      stream_ = parent;
+      cudaGraph_t ignored = nullptr;
+      cudaStreamEndCapture(body_stream_, &ignored);
+      throw;
+    }
+    stream_ = parent;
+    cudaGraph_t captured = nullptr;
+    FRT_CUDA_CHECK(op, cudaStreamEndCapture(body_stream_, &captured));
+  }
+  bucket_join_kernel<<<1, 1, 0, stream_>>>();
+  FRT_CUDA_CHECK(op, cudaGetLastError());
 }
 
 void CudaBackend::stage(const char* name) {
