@@ -74,11 +74,19 @@ struct LinearPrologue {
   float eps = 1e-6f;
 };
 
-// The smallest of `row_options` (ascending, non-empty) >= valid, or the largest if none is.
+// run_bucketed's rule, one definition for the host and for the CUDA kernel that applies it at
+// replay: the index of the smallest of rows[0..n) (ascending, n >= 1) >= valid, or n - 1 if none.
+#ifdef __CUDACC__
+__host__ __device__
+#endif
+constexpr int bucket_index(const int* rows, int n, int valid) {
+  int i = 0;
+  while (i + 1 < n && rows[i] < valid) ++i;
+  return i;
+}
 inline int bucket_rows(const std::vector<int>& row_options, int valid) {
-  for (int r : row_options)
-    if (r >= valid) return r;
-  return row_options.back();
+  const int n = static_cast<int>(row_options.size());
+  return row_options[bucket_index(row_options.data(), n, valid)];
 }
 
 class Backend {

@@ -93,7 +93,8 @@ int valid_prefix_rows(const ModelDims& d, const ModelInputs& in);
 PrefixLayout encode_prefix(Backend& be, const Pi0Weights& w, const ModelDims& d, Workspace& ws,
                            const ModelInputs& in, Dumps& dumps);
 
-// Prefix pass over ws.prefix_x rows [0, rows), pre.valid_host <= rows <= pre.rows: fills
+// Prefix pass over ws.prefix_x rows [0, rows), rows <= pre.rows (>= the valid rows when it runs;
+// a graph capture also records the options below this call's length): fills
 // k_cache/v_cache rows [0, rows) of every layer, attention masking the padding among them (rows
 // [rows, pre.rows) keep whatever they held: masked keys). The last layer's attention output and
 // MLP are skipped: nothing reads them.

@@ -94,7 +94,7 @@ TEST_F(Bucketed, OneGraphReplaysTheDevicesBucket) {
     SCOPED_TRACE(label);
     ts.gpu_reset();
     set_valid(values[i]);
-    // A replay ignores the host length: pass a wrong one to prove the device's is used.
+    // A replay must not run the body on the host again: the device length alone picks it.
     gpu().run_graph(key, [&] { ADD_FAILURE() << "run_graph re-ran the body instead of replaying"; });
     ASSERT_GE(gpu().last_graph_ms(), 0.f) << "no graph replay (did the capture fail?)";
     const Snapshot graphed = ts.gpu_snapshot();

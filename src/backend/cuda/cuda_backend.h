@@ -214,8 +214,8 @@ class CudaBackend final : public Backend {
   int device_ = 0;
   Precision precision_ = Precision::kBF16;
   cudaStream_t stream_ = nullptr;
-  // run_bucketed's bodies are captured on this stream (made at first use, outside capture it is
-  // never used), stream_ pointing at it meanwhile so every op records into the body graph.
+  // run_bucketed's bodies are captured on this stream (never used outside a capture), stream_
+  // pointing at it meanwhile so every op records into the body graph.
   cudaStream_t body_stream_ = nullptr;
   std::map<std::string, cudaGraphExec_t> graphs_;
   std::set<std::string> eager_keys_;  // shapes whose capture failed: run eagerly

@@ -23,15 +23,11 @@ struct BucketRows {
   int rows[kMaxBuckets];
 };
 
-// Sets the switch of run_bucketed's conditional node: the index of the smallest option >= the
-// device length (the last if none is). Launched without PDL: it reads what the previous kernel
-// may still write.
+// Sets the switch of run_bucketed's conditional node to bucket_index() of the device length.
+// Launched without PDL: it reads what the previous kernel may still write.
 __global__ void select_bucket_kernel(cudaGraphConditionalHandle handle, const int* valid,
                                      BucketRows opts) {
-  const int v = *valid;
-  int i = 0;
-  while (i + 1 < opts.n && opts.rows[i] < v) ++i;
-  cudaGraphSetConditional(handle, static_cast<unsigned>(i));
+  cudaGraphSetConditional(handle, static_cast<unsigned>(bucket_index(opts.rows, opts.n, *valid)));
 }
 
 // A kernel node after the switch, so that the next op's PDL launch follows a kernel node.
