@@ -10,11 +10,13 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "backend/backend.h"
@@ -65,6 +67,44 @@ inline double copy_bandwidth(cudaStream_t stream, int iterations) {
   return 2.0 * static_cast<double>(bytes) / (median(ms) * 1e-3) / 1e9;
 }
 
+// Weight rotation: a benchmark that calls a GEMM over and over cycles through copies of its
+// weights totalling more than 3x the 50 MB L2, so no call is served from L2.
+constexpr size_t kMinRotationBytes = size_t{160} << 20;
+inline int rotation_copies(size_t bytes_per_copy) {
+  return static_cast<int>(
+      std::max<size_t>(4, (kMinRotationBytes + bytes_per_copy - 1) / bytes_per_copy));
+}
+
+// A device tensor's values as f32 (host copy).
+inline std::vector<float> read_f32(Backend& be, const Tensor& t) {
+  std::vector<uint8_t> bytes(t.nbytes());
+  be.copy_to_host(bytes.data(), t, bytes.size());
+  std::vector<float> out(static_cast<size_t>(t.numel()));
+  convert_to_f32(bytes.data(), t.dtype, out.data(), out.size());
+  return out;
+}
+
+// How closely `got` follows `ref` (same length): cosine, max abs difference, max |ref|, and
+// whether every value was finite.
+struct Agreement {
+  double cos = 0, max_abs = 0, max_ref = 0;
+  bool finite = true;
+};
+inline Agreement agreement(const std::vector<float>& got, const std::vector<float>& ref) {
+  Agreement a;
+  double dot = 0, ng = 0, nr = 0;
+  for (size_t i = 0; i < got.size() && i < ref.size(); ++i) {
+    a.finite = a.finite && std::isfinite(got[i]) && std::isfinite(ref[i]);
+    dot += static_cast<double>(got[i]) * ref[i];
+    ng += static_cast<double>(got[i]) * got[i];
+    nr += static_cast<double>(ref[i]) * ref[i];
+    a.max_abs = std::max(a.max_abs, static_cast<double>(std::fabs(got[i] - ref[i])));
+    a.max_ref = std::max(a.max_ref, static_cast<double>(std::fabs(ref[i])));
+  }
+  a.cos = dot / std::sqrt(ng * nr);
+  return a;
+}
+
 // How a graph is timed. Launch overhead is what the model avoids by replaying graphs, so the
 // benches time graph replays too; per-launch time = replay time / launches_per_graph.
 struct GraphTiming {
@@ -80,8 +120,7 @@ struct GraphTiming {
 // `launch(i)` on `stream` (the stream the launches are issued on). Each replay: event, graph
 // launch, event, event sync.
 template <typename Launch>
-std::vector<double> time_graph_replays(cudaStream_t stream, const GraphTiming& t,
-                                       Launch&& launch) {
+std::vector<double> time_graph_replays(cudaStream_t stream, const GraphTiming& t, Launch&& launch) {
   for (int i = 0; i < t.eager_launches; ++i) launch(i);
   if (t.eager_launches > 0) BENCH_CHECK(cudaStreamSynchronize(stream));
   cudaGraph_t graph = nullptr;
@@ -162,5 +201,28 @@ class RandomTensors {
  private:
   std::mt19937_64 rng_;
 };
+
+// A GEMM weight [rows, cols] uploaded from random f32 values in [-2/sqrt(cols), 2/sqrt(cols)]
+// (outputs of order 1), stored as the backend stores GEMM weights (bf16, or FP8 with a scale).
+inline Tensor upload_random_weight(Backend& be, int64_t rows, int64_t cols, uint64_t seed,
+                                   const std::string& name) {
+  const float r = 2.f / std::sqrt(static_cast<float>(cols));
+  const std::vector<uint8_t> b =
+      random_bytes(static_cast<size_t>(rows * cols), DType::kF32, r, seed);
+  HostTensor h(DType::kF32, {rows, cols});
+  std::memcpy(h.data(), b.data(), b.size());
+  return be.upload_weight(std::move(h), name, WeightUse::kGemm);
+}
+// w0 followed by copies - 1 device copies of it (sharing its FP8 scale): the weight rotation.
+inline std::vector<Tensor> with_copies(Backend& be, const Tensor& w0, int copies) {
+  std::vector<Tensor> all{w0};
+  for (int c = 1; c < copies; ++c) {
+    Tensor t = be.alloc(w0.dtype, {w0.rows(), w0.cols()}, "weight copy");
+    t.quant = w0.quant;
+    BENCH_CHECK(cudaMemcpy(t.data, w0.data, w0.nbytes(), cudaMemcpyDeviceToDevice));
+    all.push_back(t);
+  }
+  return all;
+}
 
 }  // namespace frt::bench

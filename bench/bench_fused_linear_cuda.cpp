@@ -40,7 +40,6 @@ using Kind = LinearPrologue::Kind;
 
 constexpr int kCallsPerGraph = 100;
 constexpr int kReplays = 20;
-constexpr size_t kMinRotationBytes = size_t{160} << 20;  // > 3x the 50 MB L2
 
 struct Shape {
   const char* name;
@@ -49,37 +48,13 @@ struct Shape {
   bool gate;
 };
 
-std::vector<float> read_f32(frt::Backend& be, const Tensor& t) {
-  std::vector<uint8_t> bytes(t.nbytes());
-  be.copy_to_host(bytes.data(), t, bytes.size());
-  std::vector<float> out(static_cast<size_t>(t.numel()));
-  frt::convert_to_f32(bytes.data(), t.dtype, out.data(), out.size());
-  return out;
-}
-
 void run_case(frt::CudaBackend& be, const Shape& s, int64_t M, const char* prec, bool sweep) {
   const int64_t K = s.K, N = s.N, xc = s.pro == Kind::kGeglu ? 2 * K : K;
   bench::RandomTensors rnd(7);
   // Weights: one upload (bf16 or FP8 by the backend's precision), copies share its QuantInfo.
-  std::vector<float> wh(static_cast<size_t>(N * K));
-  {
-    const float r = 2.f / std::sqrt(static_cast<float>(K));
-    const std::vector<uint8_t> b = bench::random_bytes(wh.size(), DType::kF32, r, 1);
-    std::memcpy(wh.data(), b.data(), b.size());
-  }
-  frt::HostTensor hw(DType::kF32, {N, K});
-  std::memcpy(hw.data(), wh.data(), hw.nbytes());
-  const Tensor w0 = be.upload_weight(std::move(hw), std::string(s.name) + ".weight",
-                                     frt::WeightUse::kGemm);
-  const size_t wb = w0.nbytes();
-  const int copies = static_cast<int>(std::max<size_t>(4, (kMinRotationBytes + wb - 1) / wb));
-  std::vector<Tensor> w{w0};
-  for (int c = 1; c < copies; ++c) {
-    Tensor t = be.alloc(w0.dtype, {N, K}, "weight copy");
-    BENCH_CHECK(cudaMemcpy(t.data, w0.data, wb, cudaMemcpyDeviceToDevice));
-    t.quant = w0.quant;
-    w.push_back(t);
-  }
+  const Tensor w0 = bench::upload_random_weight(be, N, K, 1, std::string(s.name) + ".weight");
+  const int copies = bench::rotation_copies(w0.nbytes());
+  const std::vector<Tensor> w = bench::with_copies(be, w0, copies);
   const Tensor x = rnd(be, DType::kBF16, M, xc, -2.f, 2.f, "x");
   LinearPrologue pro;
   pro.kind = s.pro;
@@ -128,16 +103,9 @@ void run_case(frt::CudaBackend& be, const Shape& s, int64_t M, const char* prec,
   const bool fused_one_launch = be.linear_stats().skinny == 1 && be.linear_stats().lt == 0;
   unfused(w[0], y_u);
   be.synchronize();
-  const std::vector<float> a = read_f32(be, y_f), b = read_f32(be, y_u);
-  double dot = 0, na = 0, nb = 0, max_abs = 0, max_ref = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    dot += static_cast<double>(a[i]) * b[i];
-    na += static_cast<double>(a[i]) * a[i];
-    nb += static_cast<double>(b[i]) * b[i];
-    max_abs = std::max(max_abs, static_cast<double>(std::fabs(a[i] - b[i])));
-    max_ref = std::max(max_ref, static_cast<double>(std::fabs(b[i])));
-  }
-  const double cos = dot / std::sqrt(na * nb);
+  const std::vector<float> a = bench::read_f32(be, y_f), b = bench::read_f32(be, y_u);
+  const bench::Agreement ag = bench::agreement(a, b);
+  const double cos = ag.cos, max_abs = ag.max_abs, max_ref = ag.max_ref;
   const bool ok = std::isfinite(cos) && cos >= 0.999 && max_abs <= 3e-2 * max_ref;
 
   // 2. time (y accumulates over the replays for gated cases: values stay bounded, |gate| < 1).
@@ -156,12 +124,12 @@ void run_case(frt::CudaBackend& be, const Shape& s, int64_t M, const char* prec,
   std::printf(
       "%-4s %-8s M=%-3lld K=%-5lld N=%-5lld | fused %7.2f us%s | unfused %7.2f us | x%5.2f | "
       "cos=%.6f max_abs=%.3g%s\n",
-      prec, s.name, static_cast<long long>(M), static_cast<long long>(K),
-      static_cast<long long>(N), f_us, fused_one_launch ? " (1 launch)" : " (NOT fused)", u_us,
-      u_us / f_us, cos, max_abs, ok ? "" : "  CHECK FAILED");
+      prec, s.name, static_cast<long long>(M), static_cast<long long>(K), static_cast<long long>(N),
+      f_us, fused_one_launch ? " (1 launch)" : " (NOT fused)", u_us, u_us / f_us, cos, max_abs,
+      ok ? "" : "  CHECK FAILED");
   std::printf("csv,%s,%s,%lld,%lld,%lld,%.3f,%.3f,%.7f,%.4g,%d,%d\n", prec, s.name,
-              static_cast<long long>(M), static_cast<long long>(K), static_cast<long long>(N),
-              f_us, u_us, cos, max_abs, ok ? 1 : 0, fused_one_launch ? 1 : 0);
+              static_cast<long long>(M), static_cast<long long>(K), static_cast<long long>(N), f_us,
+              u_us, cos, max_abs, ok ? 1 : 0, fused_one_launch ? 1 : 0);
   std::fflush(stdout);
   if (!sweep) return;
 
@@ -174,8 +142,8 @@ void run_case(frt::CudaBackend& be, const Shape& s, int64_t M, const char* prec,
       if ((wk == 0) != (cl == 0)) continue;
       frt::skinny_gemm_force_plan(wk, cl);
       auto sweep_time = [&](bool fuse) {
-        const std::vector<double> us = bench::time_graph_replays(
-            be.stream(), {kCallsPerGraph, 3, 1, 0, kReplays}, [&](int i) {
+        const std::vector<double> us =
+            bench::time_graph_replays(be.stream(), {kCallsPerGraph, 3, 1, 0, kReplays}, [&](int i) {
               if (fuse)
                 frt::skinny_gemm_fused(be, y_f, x, w[i % copies], pro, gp, acc);
               else

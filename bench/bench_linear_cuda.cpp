@@ -30,9 +30,9 @@
 #include "backend/backend.h"
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_skinny_gemm.h"
+#include "bench_cuda_common.h"
 #include "core/status.h"
 #include "core/tensor.h"
-#include "bench_cuda_common.h"
 
 namespace {
 namespace bench = frt::bench;
@@ -41,7 +41,6 @@ using frt::DType;
 
 constexpr int kLaunchesPerGraph = 200;
 constexpr int kReplays = 20;
-constexpr size_t kMinRotationBytes = size_t{160} << 20;  // > 3x the 50 MB L2
 
 struct Shape {
   const char* name;
@@ -86,8 +85,7 @@ std::vector<float> to_host_f32(const void* p, DType dtype, size_t n) {
 void run_case(frt::CudaBackend& be, const Shape& s, int64_t M, double copy_gbps) {
   const int64_t K = s.K, N = s.N;
   const size_t w_bytes = static_cast<size_t>(N * K) * 2;
-  const int copies =
-      static_cast<int>(std::max<size_t>(4, (kMinRotationBytes + w_bytes - 1) / w_bytes));
+  const int copies = bench::rotation_copies(w_bytes);
   const float wr = 2.f / std::sqrt(static_cast<float>(K));
   char* w_all = nullptr;
   BENCH_CHECK(cudaMalloc(&w_all, w_bytes * copies));
@@ -122,17 +120,9 @@ void run_case(frt::CudaBackend& be, const Shape& s, int64_t M, double copy_gbps)
   be.linear(ylt, xt, w_copy(0), bp, Activation::kNone, false);
   be.synchronize();
   const std::vector<float> a = to_host_f32(y_sk, s.yt, M * N), b = to_host_f32(y_lt, s.yt, M * N);
-  double dot = 0, na = 0, nb = 0, max_abs = 0, max_ref = 0;
-  bool finite = true;
-  for (size_t i = 0; i < a.size(); ++i) {
-    finite = finite && std::isfinite(a[i]) && std::isfinite(b[i]);
-    dot += static_cast<double>(a[i]) * b[i];
-    na += static_cast<double>(a[i]) * a[i];
-    nb += static_cast<double>(b[i]) * b[i];
-    max_abs = std::max(max_abs, static_cast<double>(std::fabs(a[i] - b[i])));
-    max_ref = std::max(max_ref, static_cast<double>(std::fabs(b[i])));
-  }
-  const double cos = dot / std::sqrt(na * nb);
+  const bench::Agreement ag = bench::agreement(a, b);
+  const double cos = ag.cos, max_abs = ag.max_abs, max_ref = ag.max_ref;
+  const bool finite = ag.finite;
   const bool ok = finite && cos >= 0.999 && max_abs <= 2e-2 * max_ref;
 
   // 2. time both paths.
@@ -189,8 +179,8 @@ void run_expert_step(frt::CudaBackend& be, int64_t M, double copy_gbps) {
     bytes[g] = static_cast<size_t>(N * K) * 2;
     total += kLayers * bytes[g];
     BENCH_CHECK(cudaMalloc(&w[g], kLayers * bytes[g]));
-    const std::vector<uint8_t> host = bench::random_bytes(
-        static_cast<size_t>(N * K), DType::kBF16, 2.f / std::sqrt(1.f * K), 10 + g);
+    const std::vector<uint8_t> host = bench::random_bytes(static_cast<size_t>(N * K), DType::kBF16,
+                                                          2.f / std::sqrt(1.f * K), 10 + g);
     for (int l = 0; l < kLayers; ++l)
       BENCH_CHECK(cudaMemcpy(w[g] + l * bytes[g], host.data(), bytes[g], cudaMemcpyHostToDevice));
     x[g] = device_random(static_cast<size_t>(M * K), DType::kBF16, 1.f, 20 + g);

@@ -12,9 +12,9 @@ BUNDLE=${BUNDLE:-.device/bundle.tar.xz}
 export PATH=/usr/local/cuda/bin:$PATH
 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DFLASHRT_CUDA=ON -DFLASHRT_CUDA_ARCHS=90a \
   -DCMAKE_BUILD_RPATH='$ORIGIN' >/dev/null
-# The kernel benchmarks the `micro` stage of gpu_suite.sh runs.
-BENCHES="bench_fp8_cuda bench_small_ops_cuda bench_fused_linear_cuda bench_linear_cuda bench_attention_cuda"
-BENCHES=$(for b in $BENCHES; do [ -f "bench/$b.cpp" ] && echo "$b"; done)
+# The kernel benchmarks the `micro` stage of gpu_suite.sh runs, and the `probe` stage's probe.
+BENCHES="bench_fp8_cuda bench_small_ops_cuda bench_fused_linear_cuda bench_linear_cuda bench_attention_cuda bench_expert_cuda probe_persistent"
+BENCHES=$(for b in $BENCHES; do [ -f "bench/$b.cpp" ] || [ -f "bench/$b.cu" ] && echo "$b"; done)
 cmake --build "$BUILD" -j"$(nproc)" --target flashrt_cli flashrt flashrt_gpu_tests $BENCHES
 OUT=$(mktemp -d)/bundle
 mkdir -p "$OUT"

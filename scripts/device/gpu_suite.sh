@@ -76,8 +76,10 @@ for stage in $STAGES; do
           tee -a "$OUT/ab.log" | grep -E "replay|wall"
       done; done ;;
     # Kernel microbenchmarks (graphs of back-to-back launches) of the ops being tuned.
-    micro) for b in bench_small_ops_cuda bench_fused_linear_cuda bench_attention_cuda; do
+    micro) for b in ${MICRO:-bench_small_ops_cuda bench_fused_linear_cuda bench_attention_cuda bench_expert_cuda}; do
         [ -x "$B/$b" ] && "$B/$b" 2>&1 | tee "$OUT/$b.log"; done ;;
+    # Facts for a persistent-kernel design: PDL chains, grid barriers, bulk copies, clusters.
+    probe) "$B/probe_persistent" 2>&1 | tee "$OUT/probe.log" ;;
     bench) PYTHONPATH=$PYTHONPATH:$PWD/scripts/device python3 bench/compare_torch.py ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench.log" ;;
   esac
 done

@@ -74,6 +74,26 @@ struct LinearPrologue {
   float eps = 1e-6f;
 };
 
+// The action expert's attention half (Backend::expert_attention): x [S, W] -> norm -> qkv ->
+// RoPE at positions attn.key_valid[0] + row -> attention over [valid prefix ; suffix] -> o ->
+// (gated) residual into x.
+struct ExpertAttention {
+  Tensor qkv_w;  // [(Hq + 2 Hkv) D, W]
+  Tensor o_w;    // [W, Hq D]
+  LinearPrologue pro;            // the input norm (kRmsNorm or kAdaRmsNorm)
+  const Tensor* gate = nullptr;  // adaRMS gate of the residual, nullptr = 1
+  // This layer's cache [P + S, Hkv D]: prefix keys/values in rows [0, P) (valid ones in
+  // [0, attn.key_valid[0])), the suffix's written to rows [P, P + S).
+  Tensor k_cache, v_cache;
+  int prefix_rows = 0;  // P (= attn.key_gap_end)
+  AttentionParams attn;  // heads, head_dim, scale, blind_rows, key gap [valid, P) on the device
+  float rope_theta = 10000.f;
+  // The composition's buffers (activation dtype): norm output [S, W], qkv [S, (Hq + 2 Hkv) D],
+  // q [S, Hq D], attention output [S, Hq D], o product [S, W]. A fusing backend may use q and
+  // attn_out as its own scratch.
+  Tensor staged, qkv, q, attn_out, product;
+};
+
 // run_bucketed's rule, one definition for the host and for the CUDA kernel that applies it at
 // replay: the index of the smallest of rows[0..n) (ascending, n >= 1) >= valid, or n - 1 if none.
 #ifdef __CUDACC__
@@ -169,6 +189,20 @@ class Backend {
   virtual void fused_linear(Tensor y, Tensor x, Tensor w, const LinearPrologue& pro,
                             const Tensor* gate, bool accumulate, Tensor staged,
                             Tensor product) = 0;
+  // The action expert's attention half in one op (few rows: a fusing backend runs it as one
+  // launch): exactly fused_linear(qkv, x, qkv_w, pro) -> qkv_split_rope(q, suffix K/V rows of the
+  // cache, positions from key_valid) -> attention over the cache rows [0, P + S) with the key
+  // gap -> fused_linear(x, attn_out, o_w, none, gate, accumulate) (expert_attention_composed).
+  virtual void expert_attention(Tensor x, const ExpertAttention& a) = 0;
+  // The action expert's MLP half in one op (few rows: a fusing backend runs it as one launch):
+  // x[M,D] += [gate[D] *] (geglu(pro(x) . gate_up_w[2F,D]^T) . down_w[D,F]^T), pro = kRmsNorm or
+  // kAdaRmsNorm over D. Exactly fused_linear(gate_up, x, gate_up_w, pro, ...) then
+  // fused_linear(x, gate_up, down_w, geglu, gate, true, ...): `staged` [M, D], `gate_up`
+  // [M, 2F], `h` [M, F] and `product` [M, D] (activation dtype) are that composition's buffers
+  // (expert_mlp_composed); a fusing backend may use `h` as its own scratch.
+  virtual void expert_mlp(Tensor x, Tensor gate_up_w, Tensor down_w, const LinearPrologue& pro,
+                          const Tensor* gate, Tensor staged, Tensor gate_up, Tensor h,
+                          Tensor product) = 0;
   // y = (x - mean) / sqrt(var + eps) * w + b, per row.
   virtual void layer_norm(Tensor y, Tensor x, Tensor w, Tensor b, float eps) = 0;
   // If delta: x += delta (in place, the residual stream). Then y = x * rsqrt(mean(x^2) + eps) *
@@ -216,6 +250,16 @@ class Backend {
   // x += dt * v (f32 action state).
   virtual void euler_update(Tensor x, Tensor v, float dt) = 0;
 };
+
+// expert_mlp as the two fused_linear calls it stands for (the CPU twin, and what a backend runs
+// where its fused kernel does not apply). src/backend/composed_ops.cpp.
+void expert_mlp_composed(Backend& be, Tensor x, Tensor gate_up_w, Tensor down_w,
+                         const LinearPrologue& pro, const Tensor* gate, Tensor staged,
+                         Tensor gate_up, Tensor h, Tensor product);
+
+// expert_attention as the four ops it stands for (the CPU twin, and the fallback of a fusing
+// backend). src/backend/composed_ops.cpp.
+void expert_attention_composed(Backend& be, Tensor x, const ExpertAttention& a);
 
 // Factory: "cpu" always; "cuda" when compiled with CUDA and a GPU is present.
 std::unique_ptr<Backend> make_cpu_backend();

@@ -64,6 +64,16 @@ void ProfilingBackend::fused_linear(Tensor y, Tensor x, Tensor w, const LinearPr
     inner_->fused_linear(y, x, w, pro, gate, accumulate, staged, product);
   });
 }
+void ProfilingBackend::expert_attention(Tensor x, const ExpertAttention& a) {
+  timed("expert_attention", [&] { inner_->expert_attention(x, a); });
+}
+void ProfilingBackend::expert_mlp(Tensor x, Tensor gate_up_w, Tensor down_w,
+                                  const LinearPrologue& pro, const Tensor* gate, Tensor staged,
+                                  Tensor gate_up, Tensor h, Tensor product) {
+  timed("expert_mlp", [&] {
+    inner_->expert_mlp(x, gate_up_w, down_w, pro, gate, staged, gate_up, h, product);
+  });
+}
 void ProfilingBackend::layer_norm(Tensor y, Tensor x, Tensor w, Tensor b, float eps) {
   timed("layer_norm", [&] { inner_->layer_norm(y, x, w, b, eps); });
 }

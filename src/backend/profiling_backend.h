@@ -53,6 +53,10 @@ class ProfilingBackend final : public Backend {
               bool accumulate) override;
   void fused_linear(Tensor y, Tensor x, Tensor w, const LinearPrologue& pro, const Tensor* gate,
                     bool accumulate, Tensor staged, Tensor product) override;
+  void expert_attention(Tensor x, const ExpertAttention& a) override;
+  void expert_mlp(Tensor x, Tensor gate_up_w, Tensor down_w, const LinearPrologue& pro,
+                  const Tensor* gate, Tensor staged, Tensor gate_up, Tensor h,
+                  Tensor product) override;
   void layer_norm(Tensor y, Tensor x, Tensor w, Tensor b, float eps) override;
   void add_rms_norm(Tensor x, const Tensor* delta, Tensor y, Tensor scale, float eps) override;
   void add_ada_rms_norm(Tensor x, const Tensor* delta, const Tensor* gate, Tensor y,

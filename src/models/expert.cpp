@@ -42,26 +42,31 @@ void expert_layer(Backend& be, const GemmaLayerWeights& lw, const GemmaDims& g, 
                   int layer, const PrefixLayout& pre, int S, const ExpertNorm& in,
                   const ExpertNorm& post, int blind_rows) {
   const int P = pre.rows;
-  // Keys [valid, P) are the prompt padding.
-  const AttentionParams ap{g.heads, g.kv_heads, g.head_dim,
-                           1.0f / std::sqrt(static_cast<float>(g.head_dim)), blind_rows,
-                           pre.valid, P};
-  Tensor x = rows(ws.sx, S), n = rows(ws.sn, S), qkv = rows(ws.sqkv, S), q = rows(ws.sq, S);
-  Tensor attn = rows(ws.sattn, S), o = rows(ws.so, S), gu = rows(ws.sgu, S), h = rows(ws.sh, S);
-  // Suffix K/V go right after the padded prefix in this layer's cache; their positions continue
-  // the valid prefix (read on the device), as if the padding were not there.
-  Tensor k_new = ws.k_cache[layer].row_slice(P, S), v_new = ws.v_cache[layer].row_slice(P, S);
-  // sn / sh / so are the staged / product buffers of a backend that does not fuse.
-  LinearPrologue geglu;
-  geglu.kind = LinearPrologue::Kind::kGeglu;
-  be.fused_linear(qkv, x, lw.qkv_w, expert_prologue(in, kRmsEps), nullptr, false, n, {});
-  be.qkv_split_rope(q, k_new, v_new, qkv, g.heads, g.kv_heads, g.head_dim, 0, &pre.valid,
-                    kRopeTheta);
-  be.attention(attn, q, ws.k_cache[layer].row_slice(0, P + S),
-               ws.v_cache[layer].row_slice(0, P + S), ap);
-  be.fused_linear(x, attn, lw.o_w, LinearPrologue{}, expert_gate(in), true, {}, o);
-  be.fused_linear(gu, x, lw.gate_up_w, expert_prologue(post, kRmsEps), nullptr, false, n, {});
-  be.fused_linear(x, gu, lw.down_w, geglu, expert_gate(post), true, h, o);
+  Tensor x = rows(ws.sx, S), n = rows(ws.sn, S), o = rows(ws.so, S);
+  // Keys [valid, P) are the prompt padding. The suffix's K/V go right after the padded prefix in
+  // this layer's cache; their positions continue the valid prefix (read on the device), as if
+  // the padding were not there. sn / sqkv / sq / sattn / so / sgu / sh are the buffers of a
+  // backend that does not fuse.
+  ExpertAttention att;
+  att.qkv_w = lw.qkv_w;
+  att.o_w = lw.o_w;
+  att.pro = expert_prologue(in, kRmsEps);
+  att.gate = expert_gate(in);
+  att.k_cache = ws.k_cache[layer];
+  att.v_cache = ws.v_cache[layer];
+  att.prefix_rows = P;
+  att.attn = AttentionParams{
+      g.heads,    g.kv_heads, g.head_dim, 1.0f / std::sqrt(static_cast<float>(g.head_dim)),
+      blind_rows, pre.valid,  P};
+  att.rope_theta = kRopeTheta;
+  att.staged = n;
+  att.qkv = rows(ws.sqkv, S);
+  att.q = rows(ws.sq, S);
+  att.attn_out = rows(ws.sattn, S);
+  att.product = o;
+  be.expert_attention(x, att);
+  be.expert_mlp(x, lw.gate_up_w, lw.down_w, expert_prologue(post, kRmsEps), expert_gate(post), n,
+                rows(ws.sgu, S), rows(ws.sh, S), o);
 }
 
 }  // namespace frt

@@ -3,6 +3,7 @@
 // (qkv 1024->2560, o 2048->1024, gate_up 1024->8192, down 4096->1024) at horizon rows. staged /
 // product are scratch: a fusing backend leaves them alone, the CPU twin writes them.
 // Run by tests/cpp/test_cpu_ops.cpp.
+#include <cmath>
 #include <string>
 
 #include "op_case.h"

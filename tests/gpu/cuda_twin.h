@@ -13,6 +13,7 @@
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -33,9 +34,9 @@ namespace frt::gpu_test {
 
 // ---- tolerances, in one place ----
 struct Tol {
-  double min_cos;          // cosine(got, want) >= min_cos
-  double max_abs_rel;      // max |got - want| <= max_abs_rel * max |want|
-  bool round_want_bf16;    // compare against the reference rounded to bf16 (exact bf16 stages)
+  double min_cos;        // cosine(got, want) >= min_cos
+  double max_abs_rel;    // max |got - want| <= max_abs_rel * max |want|
+  bool round_want_bf16;  // compare against the reference rounded to bf16 (exact bf16 stages)
 };
 // bf16 storage / bf16 GEMM operands: ~8 mantissa bits per stored value.
 inline constexpr Tol kBf16Tol{0.999, 2e-2, false};
@@ -58,8 +59,8 @@ inline uint64_t seed_of(const std::string& s) {
 
 struct Twin {
   std::string what;
-  Tensor cpu_full, gpu_full;  // 1-D allocations
-  Tensor cpu, gpu;            // the views ops receive
+  Tensor cpu_full, gpu_full;                    // 1-D allocations
+  Tensor cpu, gpu;                              // the views ops receive
   int64_t off = 0, rows = 0, cols = 0, ld = 0;  // the view inside the full buffer, in elements
   std::vector<uint8_t> gpu_init;                // gpu_full's bytes as uploaded
   bool output = false;                          // the view may change
@@ -97,8 +98,8 @@ class TwinSet {
                 random((rows + 2) * lde, lo, hi), false, {});
   }
   // An output: NaN everywhere on both sides (an op must write every element it owns).
-  Twin& output(const std::string& what, int64_t rows, int64_t cols, DType gpu_dtype,
-               int64_t ld = 0, int64_t col0 = 0) {
+  Twin& output(const std::string& what, int64_t rows, int64_t cols, DType gpu_dtype, int64_t ld = 0,
+               int64_t col0 = 0) {
     const int64_t lde = ld ? ld : cols;
     Twin& t = make(what, rows, cols, lde, lde + col0, (rows + 2) * lde, gpu_dtype,
                    std::vector<float>((rows + 2) * lde, std::nanf("")), false, {});
@@ -142,6 +143,24 @@ class TwinSet {
     return twins_.back();
   }
   // A weight through upload_weight on both backends (values bf16-exact, so dtype choice is free).
+  // An FP8 GEMM weight [N, K] (the CUDA backend must be kFP8: it stores E4M3 with a per-tensor
+  // scale) and, on the CPU side, the values it dequantizes to, so the CPU twin computes with what
+  // the kernels read.
+  WeightTwin weight_fp8(int64_t N, int64_t K, const std::string& name, float lo, float hi) {
+    WeightTwin w;
+    w.values = random(N * K, lo, hi);
+    float amax = 0.f;
+    for (float v : w.values) amax = std::max(amax, std::fabs(v));
+    const float ws = amax / kE4M3Max;
+    HostTensor hg(DType::kF32, {N, K}), hc(DType::kF32, {N, K});
+    std::memcpy(hg.data(), w.values.data(), hg.nbytes());
+    float* c = hc.as<float>();
+    for (int64_t i = 0; i < N * K; ++i) c[i] = e4m3_to_f32(f32_to_e4m3(w.values[i] / ws)) * ws;
+    w.gpu = gpu_.upload_weight(std::move(hg), name, WeightUse::kGemm);
+    w.cpu = cpu_.upload_weight(std::move(hc), name, WeightUse::kGemm);
+    EXPECT_EQ(w.gpu.dtype, DType::kF8E4M3) << name << ": expected an FP8 (kFP8) CUDA backend";
+    return w;
+  }
   WeightTwin weight(const std::vector<int64_t>& shape, const std::string& name, float lo = -1.f,
                     float hi = 1.f, WeightUse use = WeightUse::kGemm) {
     int64_t n = 1;
@@ -168,7 +187,8 @@ class TwinSet {
   }
   // Puts every CUDA buffer back to its uploaded bytes (inputs and NaN-poisoned outputs).
   void gpu_reset() {
-    for (const Twin& t : twins_) gpu_.copy_to_device(t.gpu_full, t.gpu_init.data(), t.gpu_init.size());
+    for (const Twin& t : twins_)
+      gpu_.copy_to_device(t.gpu_full, t.gpu_init.data(), t.gpu_init.size());
     gpu_.synchronize();
   }
 
@@ -214,10 +234,10 @@ class TwinSet {
     std::ostringstream os;
     os << label_ << " " << name << ": cos=" << cos << " max_abs=" << max_abs << " ("
        << (max_ref > 0 ? max_abs / max_ref : 0.0) << " of max|ref| " << max_ref
-       << ") worst_index=" << worst << " [row " << worst / std::max<int64_t>(t.cols, 1)
-       << ", col " << worst % std::max<int64_t>(t.cols, 1) << "] got="
-       << (want.empty() ? 0.f : got[worst]) << " want=" << (want.empty() ? 0.f : want[worst])
-       << " nonfinite=" << nonfinite << (ok ? "" : "  FAIL");
+       << ") worst_index=" << worst << " [row " << worst / std::max<int64_t>(t.cols, 1) << ", col "
+       << worst % std::max<int64_t>(t.cols, 1) << "] got=" << (want.empty() ? 0.f : got[worst])
+       << " want=" << (want.empty() ? 0.f : want[worst]) << " nonfinite=" << nonfinite
+       << (ok ? "" : "  FAIL");
     std::printf("%s\n", os.str().c_str());
     std::fflush(stdout);
     if (!ok) ADD_FAILURE() << os.str();
@@ -409,6 +429,83 @@ void expect_graph_matches_eager(TwinSet& ts, CudaBackend& be, const Snapshot& ea
     ASSERT_NO_FATAL_FAILURE(
         expect_same_buffers(graphed, eager, "graph replay " + std::to_string(replay)));
   }
+}
+
+// cos / max-abs of two equal-length vectors (a reference and a result that are not twin
+// buffers: differences, a second CUDA path), printed as one "label: cos=..." line; a test
+// failure past the bounds.
+inline void expect_vectors_close(const std::string& label, const std::vector<float>& want,
+                                 const std::vector<float>& got, double min_cos,
+                                 double max_abs_rel) {
+  double dot = 0, nw = 0, ng = 0, max_abs = 0, max_ref = 0;
+  for (size_t i = 0; i < want.size() && i < got.size(); ++i) {
+    const double w = want[i], g = got[i];
+    dot += w * g;
+    nw += w * w;
+    ng += g * g;
+    max_ref = std::max(max_ref, std::fabs(w));
+    max_abs = std::max(max_abs, std::fabs(w - g));
+  }
+  const double cos = nw == 0 && ng == 0 ? 1.0 : dot / std::sqrt(nw * ng);
+  const bool ok = want.size() == got.size() && std::isfinite(cos) && cos >= min_cos &&
+                  max_abs <= max_abs_rel * max_ref;
+  std::printf("%s: cos=%.7f max_abs=%.4g (%.3g of max|ref| %.4g)%s\n", label.c_str(), cos, max_abs,
+              max_ref > 0 ? max_abs / max_ref : 0.0, max_ref, ok ? "" : "  FAIL");
+  std::fflush(stdout);
+  EXPECT_TRUE(ok) << label << ": cos " << cos << " max_abs " << max_abs << " of " << max_ref;
+}
+// a - b elementwise (the change an in-place op made: compare it, not the whole buffer).
+inline std::vector<float> difference(std::vector<float> a, const std::vector<float>& b) {
+  for (size_t i = 0; i < a.size() && i < b.size(); ++i) a[i] -= b[i];
+  return a;
+}
+
+// `ops` (on the CUDA side of ts) run eagerly once, then `repeats` more times from the uploaded
+// state, each bit-identical to the first run, then captured into a graph whose replays match it
+// too (kernels that keep state across launches, e.g. grid-barrier counters). Call inside
+// ASSERT_NO_FATAL_FAILURE.
+template <typename Ops>
+void expect_repeats_and_graph_match_eager(TwinSet& ts, CudaBackend& be, int repeats,
+                                          const char* failure, Ops&& ops) {
+  ts.gpu_reset();
+  ops();
+  be.synchronize();
+  const Snapshot eager = ts.gpu_snapshot();
+  for (int i = 0; i < repeats; ++i) {
+    ts.gpu_reset();
+    ops();
+    be.synchronize();
+    ASSERT_NO_FATAL_FAILURE(
+        expect_same_buffers(ts.gpu_snapshot(), eager, "eager repeat " + std::to_string(i)));
+  }
+  ASSERT_NO_FATAL_FAILURE(expect_graph_matches_eager(ts, be, eager, failure, ops));
+}
+
+// Fixture of the tests parameterized by the CUDA backend's precision (bf16 or FP8 weights):
+// the CPU twin and the CUDA backend, SKIPPED without a GPU (FP8 also without FP8 tensor cores),
+// and GEMM weights as that backend stores them. Instantiate with kPrecisions / precision_name.
+class CudaPrecisionTest : public ::testing::TestWithParam<Precision> {
+ protected:
+  void SetUp() override {
+    std::string why;
+    if (!frt::cuda_available(&why)) GTEST_SKIP() << why;
+    if (fp8() && !frt::cuda_supports_fp8(0, &why)) GTEST_SKIP() << why;
+    cpu_ = make_cpu_backend();
+    gpu_ = make_cuda_backend(0, GetParam());
+  }
+  bool fp8() const { return GetParam() == Precision::kFP8; }
+  CudaBackend& cuda() { return dynamic_cast<CudaBackend&>(*gpu_); }
+  // w [N, K] on both sides, values of order 2/sqrt(K): bf16-exact, or (FP8) the device's E4M3
+  // weight with its dequantized values on the CPU, so the CPU twin computes what the kernels do.
+  WeightTwin gemm_weight(TwinSet& ts, int64_t N, int64_t K, const std::string& name) {
+    const float r = 2.f / std::sqrt(static_cast<float>(K));
+    return fp8() ? ts.weight_fp8(N, K, name, -r, r) : ts.weight({N, K}, name, -r, r);
+  }
+  std::unique_ptr<Backend> cpu_, gpu_;
+};
+inline const auto kPrecisions = ::testing::Values(Precision::kBF16, Precision::kFP8);
+inline std::string precision_name(const ::testing::TestParamInfo<Precision>& i) {
+  return i.param == Precision::kFP8 ? "FP8" : "BF16";
 }
 
 inline const char* act_name(Activation a) {

@@ -5,10 +5,10 @@
 //  1024->8192 (norm prologue), down 4096->1024 (GeGLU prologue + gated residual, and ungated as
 //  in Pi0), at M = 1, 10 (one fused launch) and 51 (the unfused fallback), bf16 and FP8 weights;
 // plus the kernel run directly at rows fused_linear does not route to it (M = 51, 64), gate_up
-// at M = 10 (not routed: weight size), odd sizes, the routing decision (one launch or not) and a CUDA-graph capture (replay == eager,
-// bit for bit). Prints "FUSED_LINEAR(...) y: cos=... max_abs=..." per case.
-// SKIPPED without a GPU (the FP8 cases also without FP8 tensor cores).
-// Run: build/flashrt_gpu_tests --gtest_filter='*CudaFusedLinear*'
+// at M = 10 (not routed: weight size), odd sizes, the routing decision (one launch or not) and a
+// CUDA-graph capture (replay == eager, bit for bit). Prints "FUSED_LINEAR(...) y: cos=...
+// max_abs=..." per case. SKIPPED without a GPU (the FP8 cases also without FP8 tensor cores). Run:
+// build/flashrt_gpu_tests --gtest_filter='*CudaFusedLinear*'
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -50,37 +50,9 @@ struct FusedCase {
 // How the CUDA side runs: through fused_linear (routing decides) or the kernel directly.
 enum class Path { kRouted, kKernel };
 
-class CudaFusedLinear : public ::testing::TestWithParam<Precision> {
+class CudaFusedLinear : public CudaPrecisionTest {
  protected:
-  void SetUp() override {
-    std::string why;
-    if (!frt::cuda_available(&why)) GTEST_SKIP() << why;
-    if (GetParam() == Precision::kFP8 && !frt::cuda_supports_fp8(0, &why)) GTEST_SKIP() << why;
-    cpu_ = make_cpu_backend();
-    gpu_ = make_cuda_backend(0, GetParam());
-  }
-  bool fp8() const { return GetParam() == Precision::kFP8; }
-  CudaBackend& cuda() { return dynamic_cast<CudaBackend&>(*gpu_); }
-
-  // w [N, K] on both sides: bf16-exact values, or (FP8) the device's E4M3 weight with its
-  // dequantized values on the CPU, so the CPU twin computes what the kernel computes.
-  WeightTwin weight(TwinSet& ts, int64_t N, int64_t K) {
-    const float r = 2.f / std::sqrt(static_cast<float>(K));
-    if (!fp8()) return ts.weight({N, K}, "w", -r, r);
-    WeightTwin w;
-    w.values = ts.random(N * K, -r, r);
-    float amax = 0.f;
-    for (float v : w.values) amax = std::max(amax, std::fabs(v));
-    const float ws = amax / kE4M3Max;
-    HostTensor hg(kF, {N, K}), hc(kF, {N, K});
-    std::memcpy(hg.data(), w.values.data(), hg.nbytes());
-    float* c = hc.as<float>();
-    for (int64_t i = 0; i < N * K; ++i) c[i] = e4m3_to_f32(f32_to_e4m3(w.values[i] / ws)) * ws;
-    w.gpu = gpu_->upload_weight(std::move(hg), "w", WeightUse::kGemm);
-    w.cpu = cpu_->upload_weight(std::move(hc), "w", WeightUse::kGemm);
-    EXPECT_EQ(w.gpu.dtype, DType::kF8E4M3);
-    return w;
-  }
+  WeightTwin weight(TwinSet& ts, int64_t N, int64_t K) { return gemm_weight(ts, N, K, "w"); }
 
   void run(const FusedCase& c, Path path) {
     std::ostringstream os;
@@ -129,8 +101,7 @@ class CudaFusedLinear : public ::testing::TestWithParam<Precision> {
       if (c.M > kFusedRouteMaxRows || (fp8() && norm)) EXPECT_FALSE(routed);
       if (c.M <= kFusedRouteMaxRows && c.N * c.K <= (int64_t{4} << 20) && !(fp8() && norm))
         EXPECT_TRUE(routed);
-      if (routed && (c.pro != Kind::kNone || c.gate))
-        EXPECT_EQ(cuda().linear_stats().skinny, 1);
+      if (routed && (c.pro != Kind::kNone || c.gate)) EXPECT_EQ(cuda().linear_stats().skinny, 1);
     }
     gpu_->synchronize();
     // FP8 weights with more rows than the skinny kernel takes run W8A8 (x quantized to E4M3,
@@ -140,8 +111,6 @@ class CudaFusedLinear : public ::testing::TestWithParam<Precision> {
     ts.compare("y", y, w8a8 ? Tol{0.995, 0.08, false} : kBf16Tol);
     ts.check_guards();
   }
-
-  std::unique_ptr<Backend> cpu_, gpu_;
 };
 
 // The expert's four GEMMs as the model calls them (Pi0.5: adaRMS + gates; Pi0: RMSNorm, no
@@ -164,7 +133,7 @@ TEST_P(CudaFusedLinear, ExpertShapes) {
 TEST_P(CudaFusedLinear, KernelEveryRowCountAndOddSizes) {
   run({51, 1024, 2560, Kind::kAdaRmsNorm, false, false}, Path::kKernel);
   run({64, 4096, 1024, Kind::kGeglu, true, true}, Path::kKernel);
-  run({17, 1024, 8192, Kind::kRmsNorm, false, false}, Path::kKernel);  // rows from L2
+  run({17, 1024, 8192, Kind::kRmsNorm, false, false}, Path::kKernel);     // rows from L2
   run({10, 1024, 8192, Kind::kAdaRmsNorm, false, false}, Path::kKernel);  // wide plan, rows staged
   run({33, 2048, 1024, Kind::kNone, true, true}, Path::kKernel);
   run({3, 144, 200, Kind::kAdaRmsNorm, true, true}, Path::kKernel);
@@ -197,15 +166,11 @@ TEST_P(CudaFusedLinear, GraphReplayMatchesEager) {
   ops();
   gpu_->synchronize();
   const Snapshot eager = ts.gpu_snapshot();
-  ASSERT_NO_FATAL_FAILURE(expect_graph_matches_eager(ts, cuda(), eager,
-                                                     "fused_linear failed under capture", ops));
+  ASSERT_NO_FATAL_FAILURE(
+      expect_graph_matches_eager(ts, cuda(), eager, "fused_linear failed under capture", ops));
 }
 
-INSTANTIATE_TEST_SUITE_P(Weights, CudaFusedLinear,
-                         ::testing::Values(Precision::kBF16, Precision::kFP8),
-                         [](const ::testing::TestParamInfo<Precision>& i) {
-                           return std::string(i.param == Precision::kFP8 ? "FP8" : "BF16");
-                         });
+INSTANTIATE_TEST_SUITE_P(Weights, CudaFusedLinear, kPrecisions, precision_name);
 
 }  // namespace
 }  // namespace frt::gpu_test

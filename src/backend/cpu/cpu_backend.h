@@ -37,6 +37,10 @@ class CpuBackend final : public Backend {
   void linear(Tensor y, Tensor x, Tensor w, const Tensor* bias, Activation act,
               bool accumulate) override;
   // cpu_fused_linear.cpp
+  void expert_attention(Tensor x, const ExpertAttention& a) override;
+  void expert_mlp(Tensor x, Tensor gate_up_w, Tensor down_w, const LinearPrologue& pro,
+                  const Tensor* gate, Tensor staged, Tensor gate_up, Tensor h,
+                  Tensor product) override;
   void fused_linear(Tensor y, Tensor x, Tensor w, const LinearPrologue& pro, const Tensor* gate,
                     bool accumulate, Tensor staged, Tensor product) override;
   // cpu_norms.cpp

@@ -37,4 +37,14 @@ void CpuBackend::fused_linear(Tensor y, Tensor x, Tensor w, const LinearPrologue
   gated_add(y, product, *gate);
 }
 
+// The compositions are the ops' definitions (backend.h): the CPU twin runs them as they are.
+void CpuBackend::expert_attention(Tensor x, const ExpertAttention& a) {
+  expert_attention_composed(*this, x, a);
+}
+void CpuBackend::expert_mlp(Tensor x, Tensor gate_up_w, Tensor down_w, const LinearPrologue& pro,
+                            const Tensor* gate, Tensor staged, Tensor gate_up, Tensor h,
+                            Tensor product) {
+  expert_mlp_composed(*this, x, gate_up_w, down_w, pro, gate, staged, gate_up, h, product);
+}
+
 }  // namespace frt

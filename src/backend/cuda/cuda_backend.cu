@@ -148,7 +148,7 @@ bool cuda_supports_fp8(int device_index, std::string* why_not) {
 // every op has one in a CUDA build).
 bool cuda_op_implemented(const char* name) {
   static const char* const kOps[] = {
-      "linear",         "fused_linear", "layer_norm",   "add_rms_norm",         "add_ada_rms_norm",
+      "linear",         "fused_linear", "expert_mlp", "expert_attention", "layer_norm",   "add_rms_norm",         "add_ada_rms_norm",
       "gated_add",      "geglu",        "activation",   "qkv_split_rope",       "attention",
       "patch_embed",    "resize_pad_normalize",         "embed_gather",         "time_embedding",
       "euler_update"};
@@ -184,6 +184,9 @@ CudaBackend::CudaBackend(int device_index, Precision precision)
     scratch_ = device_malloc(kScratchBytes, "op scratch", false);
     error_flag_ = static_cast<int*>(device_malloc(4 * sizeof(int), "device error flag", false));
     FRT_CUDA_CHECK(op, cudaMemsetAsync(error_flag_, 0, 4 * sizeof(int), stream_));
+    grid_sync_ = static_cast<unsigned long long*>(
+        device_malloc(sizeof(unsigned long long), "grid barrier counter", false));
+    FRT_CUDA_CHECK(op, cudaMemsetAsync(grid_sync_, 0, sizeof(unsigned long long), stream_));
     attn_max_head_dim_ = cuda_attention_setup(device_index);
     if (precision_ == Precision::kFP8) {  // FP8 GEMM input buffer and calibrate-mode scalars
       fp8_x_ = device_malloc(kFp8XBytes, "fp8 GEMM input", false);

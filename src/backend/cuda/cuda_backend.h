@@ -77,6 +77,12 @@ class CudaBackend final : public Backend {
   // cuda_fused_linear.cu
   void fused_linear(Tensor y, Tensor x, Tensor w, const LinearPrologue& pro, const Tensor* gate,
                     bool accumulate, Tensor staged, Tensor product) override;
+  // cuda_expert_attention.cu
+  void expert_attention(Tensor x, const ExpertAttention& a) override;
+  // cuda_expert_mlp.cu
+  void expert_mlp(Tensor x, Tensor gate_up_w, Tensor down_w, const LinearPrologue& pro,
+                  const Tensor* gate, Tensor staged, Tensor gate_up, Tensor h,
+                  Tensor product) override;
   // cuda_norms.cu
   void layer_norm(Tensor y, Tensor x, Tensor w, Tensor b, float eps) override;
   void add_rms_norm(Tensor x, const Tensor* delta, Tensor y, Tensor scale, float eps) override;
@@ -90,9 +96,8 @@ class CudaBackend final : public Backend {
   void time_embedding(Tensor out, float t, float min_period, float max_period) override;
   void euler_update(Tensor x, Tensor v, float dt) override;
   // cuda_rope.cu
-  void qkv_split_rope(Tensor q, Tensor k, Tensor v, Tensor qkv, int num_q_heads,
-                      int num_kv_heads, int head_dim, int pos_offset,
-                      const Tensor* pos_base, float theta) override;
+  void qkv_split_rope(Tensor q, Tensor k, Tensor v, Tensor qkv, int num_q_heads, int num_kv_heads,
+                      int head_dim, int pos_offset, const Tensor* pos_base, float theta) override;
   // cuda_attention.cu
   void attention(Tensor out, Tensor q, Tensor k, Tensor v, const AttentionParams& p) override;
   // cuda_vision.cu
@@ -120,13 +125,27 @@ class CudaBackend final : public Backend {
   // writes fp32 scratch and linear_epilogue_kernel finishes (benchmarks compare both).
   void set_lt_epilogue_enabled(bool on) { lt_epilogue_enabled_ = on; }
   bool lt_epilogue_enabled() const { return lt_epilogue_enabled_; }
+  // Whether expert_attention / expert_mlp may run as their one-launch persistent kernels
+  // (cuda_expert_attention.cu, cuda_expert_mlp.cu) where they apply, instead of their
+  // compositions. Off by default where the kernel measured slower than the composition it
+  // replaces (docs/performance.md, session 6); tests and benchmarks switch them.
+  void set_expert_fusion(bool attention, bool mlp) {
+    expert_attention_fusion_ = attention;
+    expert_mlp_fusion_ = mlp;
+  }
+  // Whether those kernels stage weight rows padded by 16 bytes (one bulk copy per row, no
+  // shared-memory bank conflicts) or packed (one copy per block of rows); packed by default,
+  // benchmarks compare both.
+  void set_expert_row_pad(bool on) { expert_row_pad_ = on; }
   // Which path linear() calls took (counted on the host at enqueue; tests and benchmarks read it).
   struct LinearStats {
-    int64_t skinny = 0;        // weight-streaming kernel (bf16 or fp8 weights)
-    int64_t lt = 0;            // one cuBLASLt GEMM, bias/activation fused in its epilogue if any
-    int64_t lt_scratch = 0;    // cuBLASLt into fp32 scratch + linear_epilogue_kernel
-    int64_t fallback = 0;      // plain CUDA-core kernel
-    int64_t fp8_lt = 0;        // of `lt` + `lt_scratch`: FP8 x FP8 GEMMs (x quantized first)
+    int64_t skinny = 0;      // weight-streaming kernel (bf16 or fp8 weights)
+    int64_t lt = 0;          // one cuBLASLt GEMM, bias/activation fused in its epilogue if any
+    int64_t lt_scratch = 0;  // cuBLASLt into fp32 scratch + linear_epilogue_kernel
+    int64_t fallback = 0;    // plain CUDA-core kernel
+    int64_t fp8_lt = 0;      // of `lt` + `lt_scratch`: FP8 x FP8 GEMMs (x quantized first)
+    int64_t expert_mlp = 0;  // expert_mlp calls run as the one-launch kernel
+    int64_t expert_attention = 0;  // expert_attention calls run as the one-launch kernel
   };
   const LinearStats& linear_stats() const { return linear_stats_; }
   void reset_linear_stats() { linear_stats_ = LinearStats{}; }
@@ -158,8 +177,8 @@ class CudaBackend final : public Backend {
   };
   bool gemm_lt(const char* op, const Gemm& g);
   // A plain CUDA-core kernel for any dtypes (F32/BF16 y; F32/BF16/F8E4M3 x and w, FP8 ones times
-  // *g.b_scale / *g.a_scale) with the full linear epilogue; bias may be null. Correct for every shape and
-  // alignment (cuda_gemm.cu).
+  // *g.b_scale / *g.a_scale) with the full linear epilogue; bias may be null. Correct for every
+  // shape and alignment (cuda_gemm.cu).
   void gemm_fallback(const char* op, const Gemm& g, const Tensor* bias, Activation act);
   // The bf16 twin of an uploaded F32 vector (or a view inside one), null if there is none.
   const void* bias_bf16_twin(const Tensor& bias) const;
@@ -184,6 +203,13 @@ class CudaBackend final : public Backend {
   // The tensor-core flash-attention path (cuda_flash_attention.cu): launches and returns true
   // when it takes the call (see flash_attention_would_handle), else returns false untouched.
   bool attention_flash(Tensor out, Tensor q, Tensor k, Tensor v, const AttentionParams& p);
+  // expert_mlp's one-launch kernel: launches and returns true where it applies (bf16 weights,
+  // M <= 16, shapes and shared memory that fit), else false untouched (cuda_expert_mlp.cu).
+  bool expert_mlp_fused(Tensor x, Tensor gate_up_w, Tensor down_w, const LinearPrologue& pro,
+                        const Tensor* gate, Tensor h);
+  // expert_attention's one-launch kernel, likewise (M <= 16, head_dim 256,
+  // cuda_expert_attention.cu).
+  bool expert_attention_fused(Tensor x, const ExpertAttention& a);
   // cudaMalloc that names `what` in its out-of-memory error; `counted`: part of bytes_allocated().
   void* device_malloc(size_t bytes, const char* what, bool counted);
   void release() noexcept;  // frees everything (destructor, failed constructor)
@@ -196,10 +222,10 @@ class CudaBackend final : public Backend {
     int xt, wt, yt, beta, align_x, align_w, align_y;
     int epilogue, bias_t, align_bias;  // cublasLtEpilogue_t, bias dtype (-1: none), alignment
     bool operator<(const GemmKey& o) const {
-      return std::tie(M, N, K, ldx, ldw, ldy, xt, wt, yt, beta, align_x, align_w, align_y,
-                      epilogue, bias_t, align_bias) <
-             std::tie(o.M, o.N, o.K, o.ldx, o.ldw, o.ldy, o.xt, o.wt, o.yt, o.beta, o.align_x,
-                      o.align_w, o.align_y, o.epilogue, o.bias_t, o.align_bias);
+      return std::tie(M, N, K, ldx, ldw, ldy, xt, wt, yt, beta, align_x, align_w, align_y, epilogue,
+                      bias_t, align_bias) < std::tie(o.M, o.N, o.K, o.ldx, o.ldw, o.ldy, o.xt, o.wt,
+                                                     o.yt, o.beta, o.align_x, o.align_w, o.align_y,
+                                                     o.epilogue, o.bias_t, o.align_bias);
     }
   };
   struct GemmPlan {
@@ -237,6 +263,9 @@ class CudaBackend final : public Backend {
   void* lt_workspace_ = nullptr;
   void* scratch_ = nullptr;
   int* error_flag_ = nullptr;  // [4]: code, index, value, bound (see raise_device_errors)
+  // Arrival counter of the grid barriers inside persistent kernels (expert_mlp): only grows, so
+  // it never needs a reset between launches, replays or captures.
+  unsigned long long* grid_sync_ = nullptr;
   std::vector<void*> buffers_;  // every cudaMalloc, freed by the destructor
   std::map<GemmKey, GemmPlan> plans_;
   size_t bytes_ = 0;
@@ -245,6 +274,9 @@ class CudaBackend final : public Backend {
   bool skinny_gemm_pdl_ = true;
   bool pdl_enabled_ = true;
   bool lt_epilogue_enabled_ = true;
+  bool expert_attention_fusion_ = false;
+  bool expert_mlp_fusion_ = false;
+  bool expert_row_pad_ = false;
   LinearStats linear_stats_;
   // bf16 twins of uploaded F32 vectors: start address -> (bytes, twin) (load time).
   std::map<uintptr_t, std::pair<size_t, void*>> bias_bf16_;
@@ -260,7 +292,7 @@ class CudaBackend final : public Backend {
   std::vector<std::string> quant_names_;
   std::vector<float*> quant_blocks_;
   QuantMode quant_mode_ = QuantMode::kStatic;
-  void* fp8_x_ = nullptr;        // [kFp8XBytes] quantized GEMM input (FP8 mode only)
+  void* fp8_x_ = nullptr;     // [kFp8XBytes] quantized GEMM input (FP8 mode only)
   float* fp8_dyn_ = nullptr;  // [16]: calibrate mode's amax [0] and scale [kXScale] of a GEMM
 };
 

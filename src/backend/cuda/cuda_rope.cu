@@ -20,6 +20,7 @@
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/cuda_common.cuh"
 #include "backend/cuda/cuda_launch.cuh"
+#include "backend/cuda/cuda_rope.cuh"
 
 namespace frt {
 
@@ -27,24 +28,11 @@ namespace {
 using cuda::Mat;
 
 constexpr int kMaxHeadDim = 1024;
-constexpr double kInvPi = 0.318309886183790671537767526745028724;  // 1 / pi
 
 // The row's position as the CPU twin forms it (int sum, then one rounding to float).
 __device__ __forceinline__ float row_position(int pos_offset, const int* pos_base, int64_t r) {
   const int64_t base = pos_base ? static_cast<int64_t>(*pos_base) : 0;
   return static_cast<float>(static_cast<int64_t>(pos_offset) + base + r);
-}
-
-// cos/sin of the fp32 angle pos * inv_freq, in double as sincospi(angle / pi): the argument
-// error (~1e-16 relative) is far below the final fp32 rounding, and sincospi needs no
-// large-argument reduction (double sin/cos would keep a local-memory stack frame for it).
-__device__ __forceinline__ void rope_cos_sin(float pos, float inv_freq, float* c_out,
-                                             float* s_out) {
-  const float angle = __fmul_rn(pos, inv_freq);
-  double s, c;
-  sincospi(static_cast<double>(angle) * kInvPi, &s, &c);
-  *c_out = static_cast<float>(c);
-  *s_out = static_cast<float>(s);
 }
 
 // Column c of the fused [q | k | v] row: returns the output it belongs to and makes c its column
@@ -113,7 +101,7 @@ __global__ void qkv_rope_vec8_kernel(Mat q, Mat k, Mat v, Mat qkv, int num_q_hea
   if (rope) {
     const float pos = row_position(pos_offset, pos_base, r);
     for (int i = threadIdx.x; i < half; i += blockDim.x)
-      rope_cos_sin(pos, f.inv[i], &cos_t[i], &sin_t[i]);
+      cuda::rope_cos_sin(pos, f.inv[i], &cos_t[i], &sin_t[i]);
   }
   __syncthreads();
   if (it0 < n_items) store_item(it0, a, b);
@@ -137,7 +125,7 @@ __global__ void qkv_split_rope_kernel(Mat q, Mat k, Mat v, Mat qkv, int num_q_he
     for (int i = threadIdx.x; i < half; i += blockDim.x) {
       const double e = static_cast<double>(2 * i) / static_cast<double>(D);
       const float inv_freq = static_cast<float>(1.0 / pow(static_cast<double>(theta), e));
-      rope_cos_sin(pos, inv_freq, &cos_t[i], &sin_t[i]);
+      cuda::rope_cos_sin(pos, inv_freq, &cos_t[i], &sin_t[i]);
     }
   }
   __syncthreads();
@@ -191,10 +179,7 @@ void CudaBackend::qkv_split_rope(Tensor q, Tensor k, Tensor v, Tensor qkv, int n
   if (head_dim % (rope ? 16 : 8) == 0 && cuda::vec8_ok(q) && cuda::vec8_ok(k) &&
       cuda::vec8_ok(v) && cuda::vec8_ok(qkv)) {
     RopeFreq f{};
-    for (int i = 0; i < head_dim / 2 && rope; ++i) {  // exactly the CPU twin's expression
-      const double e = static_cast<double>(2 * i) / static_cast<double>(head_dim);
-      f.inv[i] = static_cast<float>(1.0 / std::pow(static_cast<double>(theta), e));
-    }
+    for (int i = 0; i < head_dim / 2 && rope; ++i) f.inv[i] = cuda::rope_inv_freq(theta, i, head_dim);
     const int64_t items = rope ? (q_cols + kv_cols) / 16 + kv_cols / 8 : (q_cols + 2 * kv_cols) / 8;
     int64_t threads = std::max<int64_t>(items, rope ? head_dim / 2 : 1);
     threads = std::min<int64_t>((threads + 31) / 32 * 32, 1024);

@@ -44,6 +44,7 @@
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/cuda_common.cuh"
+#include "backend/cuda/cuda_e4m3_dequant.cuh"
 #include "backend/cuda/cuda_skinny_gemm.h"
 
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900

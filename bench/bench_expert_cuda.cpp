@@ -1,0 +1,212 @@
+// Benchmark of the action expert's two halves as ops, each as its one-launch persistent kernel
+// against the composition it replaces. expert_attention (cuda_expert_attention.cu): norm, qkv,
+// RoPE, attention over a 2-view prefix (712 rows, 560 valid) + the suffix, o, gated residual;
+// composed: skinny qkv, RoPE kernel, flash attention split + combine, skinny o.
+// expert_mlp (src/backend/cuda/cuda_expert_mlp.cu): the action expert's MLP half
+// (adaRMS / RMSNorm -> gate_up 1024 -> 8192 -> GeGLU -> down 4096 -> 1024 + gated residual) as
+// the one-launch kernel against the composition it replaces (fused_linear twice: norm +
+// cuBLASLt gate_up, skinny down with the GeGLU prologue; FP8: norm + quantize + FP8 cuBLASLt,
+// skinny W8A16 down), bf16 and FP8 weights, M = 10 (Pi0.5) and 11 (Pi0). Per case: 1. check: fused
+// vs composed change of x (cosine, max abs error); 2. time: a CUDA graph of 100 calls of each path
+// rotating over weight copies (>= 160 MB, so L2 never serves weights), 20 timed replays, us per
+// call, next to the weight-streaming floor at the measured device copy bandwidth. One "csv,..."
+// line per case. Run: build/bench_expert_cuda  (exits 0 with a note when no usable GPU)
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backend/backend.h"
+#include "backend/cuda/cuda_backend.h"
+#include "bench_cuda_common.h"
+#include "core/status.h"
+#include "core/tensor.h"
+
+namespace {
+namespace bench = frt::bench;
+using frt::DType;
+using frt::LinearPrologue;
+using frt::Tensor;
+using Kind = LinearPrologue::Kind;
+
+constexpr int kCallsPerGraph = 100;
+constexpr int kReplays = 20;
+constexpr int64_t kD = 1024, kF = 4096;
+
+// One op on x (updated in place) as its persistent kernel and as the composition: the change of
+// x each makes from x0 (check) and the graph-replay time per call of each (x accumulates over the
+// replays; |gate| < 1 and the norm keep values bounded).
+struct OpTiming {
+  bench::Agreement check;  // fused change vs composed change
+  bool one_launch = false;
+  double fused_us = 0, fused_padded_us = 0, composed_us = 0;
+};
+template <typename Call, typename Launched>
+OpTiming time_op(frt::CudaBackend& be, const Tensor& x, const Tensor& x0, Call&& call,
+                 Launched&& launched) {
+  OpTiming t;
+  const auto set_expert_fusion = [&be](bool on) { be.set_expert_fusion(on, on); };
+  auto delta = [&](bool fuse) {
+    set_expert_fusion(fuse);
+    BENCH_CHECK(cudaMemcpy(x.data, x0.data, x0.nbytes(), cudaMemcpyDeviceToDevice));
+    be.reset_linear_stats();
+    call(0);
+    be.synchronize();
+    if (fuse) t.one_launch = launched() == 1;
+    std::vector<float> after = bench::read_f32(be, x), before = bench::read_f32(be, x0);
+    for (size_t i = 0; i < after.size(); ++i) after[i] -= before[i];
+    return after;
+  };
+  const std::vector<float> fused = delta(true), composed = delta(false);
+  t.check = bench::agreement(fused, composed);
+  auto timed = [&](bool fuse) {
+    set_expert_fusion(fuse);
+    BENCH_CHECK(cudaMemcpy(x.data, x0.data, x0.nbytes(), cudaMemcpyDeviceToDevice));
+    return bench::median(
+        bench::time_graph_replays(be.stream(), {kCallsPerGraph, 3, 1, 0, kReplays}, call));
+  };
+  t.fused_us = timed(true);
+  t.composed_us = timed(false);
+  be.set_expert_row_pad(true);
+  t.fused_padded_us = timed(true);
+  be.set_expert_row_pad(false);
+  be.set_expert_fusion(false, false);  // the backend's default again
+  return t;
+}
+
+// Norm parameters of the expert's width.
+LinearPrologue norm_of(frt::CudaBackend& be, bench::RandomTensors& rnd, Kind kind) {
+  LinearPrologue pro;
+  pro.kind = kind;
+  const bool rms = kind == Kind::kRmsNorm;
+  pro.scale = rnd(be, DType::kF32, 1, kD, rms ? 0.5f : -0.5f, rms ? 1.5f : 0.5f, "scale");
+  if (!rms) pro.shift = rnd(be, DType::kF32, 1, kD, -0.5f, 0.5f, "shift");
+  return pro;
+}
+
+void report(const char* op, const char* prec, Kind kind, bool gated, int64_t M, const OpTiming& t,
+            size_t weight_bytes, double copy_gbs) {
+  // FP8: the composition quantizes the GEMM inputs (W8A8), the fused kernels do not (W8A16).
+  const bool w8 = std::string(prec) == "fp8";
+  const bench::Agreement& c = t.check;
+  const bool ok =
+      c.finite && c.cos >= (w8 ? 0.995 : 0.999) && c.max_abs <= (w8 ? 0.08 : 3e-2) * c.max_ref;
+  const double floor_us = static_cast<double>(weight_bytes) / (copy_gbs * 1e3);
+  const char* name = kind == Kind::kRmsNorm ? "rms" : "ada";
+  std::printf(
+      "%s %s %s gate=%d M=%-3lld | fused %7.2f us%s (rows padded %.2f) | composed %7.2f us | "
+      "x%5.2f | weights %.1f MB, floor %.2f us at %.0f GB/s | cos=%.6f max_abs=%.3g%s\n",
+      op, prec, name, gated ? 1 : 0, static_cast<long long>(M), t.fused_us,
+      t.one_launch ? " (1 launch)" : " (NOT fused)", t.fused_padded_us, t.composed_us,
+      t.composed_us / t.fused_us, weight_bytes / 1e6, floor_us, copy_gbs, c.cos, c.max_abs,
+      ok ? "" : "  CHECK FAILED");
+  std::printf("csv,%s,%s,%s,%d,%lld,%.3f,%.3f,%.3f,%.3f,%.7f,%.4g,%d,%d\n", op, prec, name,
+              gated ? 1 : 0, static_cast<long long>(M), t.fused_us, t.fused_padded_us,
+              t.composed_us, floor_us, c.cos, c.max_abs, ok ? 1 : 0, t.one_launch ? 1 : 0);
+  std::fflush(stdout);
+}
+
+// expert_mlp: gate_up 1024 -> 8192, down 4096 -> 1024.
+void run_mlp(frt::CudaBackend& be, const char* prec, int64_t M, Kind kind, bool gated,
+             double copy_gbs) {
+  bench::RandomTensors rnd(11);
+  const Tensor w1_0 = bench::upload_random_weight(be, 2 * kF, kD, 1, "gate_up"),
+               w2_0 = bench::upload_random_weight(be, kD, kF, 2, "down");
+  const size_t pair = w1_0.nbytes() + w2_0.nbytes();
+  const int copies = bench::rotation_copies(pair);
+  const std::vector<Tensor> w1 = bench::with_copies(be, w1_0, copies),
+                            w2 = bench::with_copies(be, w2_0, copies);
+  const LinearPrologue pro = norm_of(be, rnd, kind);
+  const Tensor gate = rnd(be, DType::kF32, 1, kD, -1.f, 1.f, "gate");
+  const Tensor* gp = gated ? &gate : nullptr;
+  const Tensor x0 = rnd(be, DType::kBF16, M, kD, -2.f, 2.f, "x0");
+  const Tensor x = be.alloc(DType::kBF16, {M, kD}, "x");
+  const Tensor staged = be.alloc(DType::kBF16, {M, kD}, "staged");
+  const Tensor gu = be.alloc(DType::kBF16, {M, 2 * kF}, "gate_up out");
+  const Tensor h = be.alloc(DType::kBF16, {M, kF}, "h");
+  const Tensor product = be.alloc(DType::kBF16, {M, kD}, "product");
+  auto call = [&](int i) {
+    be.expert_mlp(x, w1[i % copies], w2[i % copies], pro, gp, staged, gu, h, product);
+  };
+  const OpTiming t = time_op(be, x, x0, call, [&] { return be.linear_stats().expert_mlp; });
+  report("expert_mlp", prec, kind, gated, M, t, pair, copy_gbs);
+}
+
+// expert_attention: width 1024, 8 q heads x 256, 1 kv head, P = 712 prefix rows of which 560
+// are valid (2 views, a short prompt).
+void run_attention(frt::CudaBackend& be, const char* prec, int64_t M, Kind kind, bool gated,
+                   int blind, double copy_gbs) {
+  constexpr int kHq = 8, kHd = 256, kP = 712;
+  bench::RandomTensors rnd(13);
+  const Tensor wq0 = bench::upload_random_weight(be, (kHq + 2) * kHd, kD, 3, "qkv");
+  const Tensor wo0 = bench::upload_random_weight(be, kD, kHq * kHd, 4, "o");
+  const size_t pair = wq0.nbytes() + wo0.nbytes();
+  const int copies = bench::rotation_copies(pair);
+  const std::vector<Tensor> wq = bench::with_copies(be, wq0, copies),
+                            wo = bench::with_copies(be, wo0, copies);
+  frt::ExpertAttention e;
+  e.pro = norm_of(be, rnd, kind);
+  const Tensor gate = rnd(be, DType::kF32, 1, kD, -1.f, 1.f, "gate");
+  e.gate = gated ? &gate : nullptr;
+  e.k_cache = rnd(be, DType::kBF16, kP + M, kHd, -2.f, 2.f, "k_cache");
+  e.v_cache = rnd(be, DType::kBF16, kP + M, kHd, -2.f, 2.f, "v_cache");
+  e.prefix_rows = kP;
+  const Tensor valid = be.alloc(DType::kI32, {1}, "valid");
+  const int32_t nv = 560;
+  be.copy_to_device(valid, &nv, sizeof(nv));
+  e.attn = frt::AttentionParams{kHq, 1, kHd, 1.f / 16.f, blind, valid, kP};
+  e.staged = be.alloc(DType::kBF16, {M, kD}, "staged");
+  e.qkv = be.alloc(DType::kBF16, {M, (kHq + 2) * kHd}, "qkv");
+  e.q = be.alloc(DType::kBF16, {M, kHq * kHd}, "q");
+  e.attn_out = be.alloc(DType::kBF16, {M, kHq * kHd}, "attn_out");
+  e.product = be.alloc(DType::kBF16, {M, kD}, "product");
+  const Tensor x0 = rnd(be, DType::kBF16, M, kD, -2.f, 2.f, "x0");
+  const Tensor x = be.alloc(DType::kBF16, {M, kD}, "x");
+  auto call = [&](int i) {
+    frt::ExpertAttention ei = e;
+    ei.qkv_w = wq[i % copies];
+    ei.o_w = wo[i % copies];
+    be.expert_attention(x, ei);
+  };
+  const OpTiming t = time_op(be, x, x0, call, [&] { return be.linear_stats().expert_attention; });
+  report("expert_attention", prec, kind, gated, M, t, pair, copy_gbs);
+}
+}  // namespace
+
+int main() {
+  std::string why;
+  if (!frt::cuda_available(&why)) {
+    std::printf("bench_expert_cuda: no usable GPU (%s); nothing timed\n", why.c_str());
+    return 0;
+  }
+  try {
+    std::printf(
+        "csv,op,precision,pro,gate,M,fused_us,fused_padded_us,composed_us,floor_us,cos,max_abs,"
+        "check_ok,one_launch\n");
+    double copy_gbs = 0;
+    for (frt::Precision p : {frt::Precision::kBF16, frt::Precision::kFP8}) {
+      if (p == frt::Precision::kFP8 && !frt::cuda_supports_fp8(0, &why)) {
+        std::printf("fp8: skipped (%s)\n", why.c_str());
+        continue;
+      }
+      // A backend per precision, freed before the next (each holds its weight copies).
+      std::unique_ptr<frt::Backend> owner = frt::make_cuda_backend(0, p);
+      auto& be = dynamic_cast<frt::CudaBackend&>(*owner);
+      if (copy_gbs == 0) copy_gbs = bench::copy_bandwidth(be.stream(), 20);
+      const char* prec = p == frt::Precision::kFP8 ? "fp8" : "bf16";
+      run_attention(be, prec, 10, Kind::kAdaRmsNorm, true, 0, copy_gbs);  // Pi0.5
+      run_attention(be, prec, 11, Kind::kRmsNorm, false, 1, copy_gbs);    // Pi0
+      run_mlp(be, prec, 10, Kind::kAdaRmsNorm, true, copy_gbs);           // Pi0.5
+      run_mlp(be, prec, 11, Kind::kRmsNorm, false, copy_gbs);             // Pi0
+    }
+  } catch (const frt::Error& e) {
+    std::fprintf(stderr, "bench_expert_cuda: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

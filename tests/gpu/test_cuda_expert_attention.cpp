@@ -1,0 +1,170 @@
+// CUDA expert_attention (src/backend/cuda/cuda_expert_attention.cu: the expert's attention half
+// as one persistent launch) against the CPU twin (the fp32 composition: fused_linear, RoPE,
+// attention, fused_linear) on random non-zero inputs, bf16 and FP8 (E4M3, W8A16) weights, at the
+// expert's shapes (width 1024, 8 q heads x 256, 1 kv head): Pi0.5 (adaRMS + gated residual, 10
+// rows) and Pi0 (RMSNorm, 11 rows, the state row blind to the actions) over a padded prefix with
+// a device-resident valid length (and the key gap behind it), a short prefix (fewer keys than
+// chunks), and the composed fallback (16+ rows). Checked: the path taken, q after RoPE, the
+// suffix K/V rows written into the cache (the prefix rows untouched), the attention output, the
+// change of x; the fused kernel against the CUDA composition; graph replays equal to eager.
+// Prints "EXPERT_ATTENTION(...) name: cos=... max_abs=..." per comparison. SKIPPED without a GPU.
+// Run: build/flashrt_gpu_tests --gtest_filter='*CudaExpertAttention*'
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "backend/cuda/cuda_backend.h"
+#include "cuda_twin.h"
+
+namespace frt::gpu_test {
+namespace {
+
+constexpr DType kBF = DType::kBF16;
+constexpr DType kF = DType::kF32;
+using Kind = LinearPrologue::Kind;
+constexpr int kW = 1024, kHq = 8, kHkv = 1, kD = 256;
+
+struct AttnCase {
+  int64_t M;
+  int P, valid;  // padded prefix rows, valid prefix keys (device)
+  Kind pro;
+  bool gate;
+  int blind;
+};
+
+class CudaExpertAttention : public CudaPrecisionTest {
+ protected:
+  // The persistent kernels, whatever the backend's default routing.
+  void SetUp() override {
+    CudaPrecisionTest::SetUp();
+    if (gpu_) cuda().set_expert_fusion(true, true);
+  }
+  struct Operands {
+    WeightTwin wqkv, wo;
+    Twin *x, *scale, *shift, *gate, *kc, *vc, *valid, *staged, *qkv, *q, *attn, *product;
+    ExpertAttention args(bool gpu, const AttnCase& c) const {
+      auto t = [gpu](const Twin* tw) { return gpu ? tw->gpu : tw->cpu; };
+      ExpertAttention a;
+      a.qkv_w = gpu ? wqkv.gpu : wqkv.cpu;
+      a.o_w = gpu ? wo.gpu : wo.cpu;
+      a.pro.kind = c.pro;
+      a.pro.scale = t(scale);
+      if (c.pro == Kind::kAdaRmsNorm) a.pro.shift = t(shift);
+      a.gate = c.gate ? (gpu ? &gate->gpu : &gate->cpu) : nullptr;
+      a.k_cache = t(kc);
+      a.v_cache = t(vc);
+      a.prefix_rows = c.P;
+      a.attn = AttentionParams{kHq, kHkv, kD, 1.f / 16.f, c.blind, t(valid), c.P};
+      a.rope_theta = 10000.f;
+      a.staged = t(staged);
+      a.qkv = t(qkv);
+      a.q = t(q);
+      a.attn_out = t(attn);
+      a.product = t(product);
+      return a;
+    }
+  };
+  Operands make(TwinSet& ts, const AttnCase& c) {
+    Operands o;
+    o.wqkv = gemm_weight(ts, (kHq + 2 * kHkv) * kD, kW, "qkv");
+    o.wo = gemm_weight(ts, kW, kHq * kD, "o");
+    o.x = &ts.matrix("x", c.M, kW, kBF, -1.5f, 2.5f);
+    o.scale = c.pro == Kind::kRmsNorm ? &ts.matrix("scale", 1, kW, kF, 0.5f, 2.f)
+                                      : &ts.matrix("scale", 1, kW, kF, -1.f, 1.f);
+    o.shift = &ts.matrix("shift", 1, kW, kF, -0.5f, 0.5f);
+    o.gate = &ts.matrix("gate", 1, kW, kF, -1.f, 1.f);
+    // The whole cache random: prefix rows are read (valid ones) or must stay as they are; the
+    // suffix rows are outputs (checked after the op; their random start is overwritten).
+    o.kc = &ts.matrix("k_cache", c.P + c.M, kHkv * kD, kBF, -2.f, 2.f);
+    o.vc = &ts.matrix("v_cache", c.P + c.M, kHkv * kD, kBF, -2.f, 2.f);
+    o.valid = &ts.raw("valid", DType::kI32, {1}, &c.valid);
+    o.staged = &ts.output("staged", c.M, kW, kBF);
+    o.qkv = &ts.output("qkv", c.M, (kHq + 2 * kHkv) * kD, kBF);
+    o.q = &ts.output("q", c.M, kHq * kD, kBF);
+    o.attn = &ts.output("attn_out", c.M, kHq * kD, kBF);
+    o.product = &ts.output("product", c.M, kW, kBF);
+    for (Twin* t : {o.x, o.kc, o.vc}) ts.mark_output(*t);
+    return o;
+  }
+  std::string label_of(const AttnCase& c) const {
+    std::ostringstream os;
+    os << "EXPERT_ATTENTION(" << (fp8() ? "fp8" : "bf16") << ",M=" << c.M << ",P=" << c.P
+       << ",valid=" << c.valid << ",pro=" << (c.pro == Kind::kRmsNorm ? "rms" : "ada")
+       << ",gate=" << c.gate << ",blind=" << c.blind << ")";
+    return os.str();
+  }
+
+  void run(const AttnCase& c, bool fused) {
+    const std::string label = label_of(c);
+    SCOPED_TRACE(label);
+    TwinSet ts(*cpu_, *gpu_, label);
+    Operands o = make(ts, c);
+    const std::vector<float> x0 = ts.read(*o.x, false);
+    cpu_->expert_attention(o.x->cpu, o.args(false, c));
+    cuda().reset_linear_stats();
+    gpu_->expert_attention(o.x->gpu, o.args(true, c));
+    gpu_->synchronize();
+    EXPECT_EQ(cuda().linear_stats().expert_attention, fused ? 1 : 0) << "path taken";
+    // The composed FP8 path quantizes the GEMM inputs (W8A8, not emulated on the CPU side).
+    const Tol tol = fp8() && !fused ? Tol{0.995, 0.08, false} : kBf16Tol;
+    ts.compare("q", *o.q, tol);
+    ts.compare("k_cache", *o.kc, tol);
+    ts.compare("v_cache", *o.vc, tol);
+    ts.compare("attn_out", *o.attn, tol);
+    expect_vectors_close(label + " x - x0", difference(ts.read(*o.x, false), x0),
+                         difference(ts.read(*o.x, true), x0), tol.min_cos, tol.max_abs_rel);
+    ts.check_guards();
+  }
+};
+
+TEST_P(CudaExpertAttention, ExpertShapesAgainstCpu) {
+  run({10, 712, 560, Kind::kAdaRmsNorm, true, 0}, true);   // Pi0.5, 2 views, a short prompt
+  run({11, 560, 530, Kind::kRmsNorm, false, 1}, true);     // Pi0: the state row is blind
+  run({10, 712, 712, Kind::kAdaRmsNorm, true, 0}, true);   // no gap
+  run({1, 40, 3, Kind::kRmsNorm, true, 0}, true);          // fewer keys than chunks
+  run({16, 300, 290, Kind::kAdaRmsNorm, false, 0}, true);  // 16 rows: two full n8 tiles
+  run({17, 300, 290, Kind::kAdaRmsNorm, true, 2}, false);  // more rows: composed
+}
+
+// The fused kernel against the CUDA composition (skinny GEMMs, RoPE kernel, flash attention).
+TEST_P(CudaExpertAttention, FusedMatchesComposedCuda) {
+  const AttnCase c{10, 712, 600, Kind::kAdaRmsNorm, true, 0};
+  TwinSet ts(*cpu_, *gpu_, label_of(c));
+  Operands o = make(ts, c);
+  const std::vector<float> x0 = ts.read(*o.x, true);
+  cuda().set_expert_fusion(false, false);
+  gpu_->expert_attention(o.x->gpu, o.args(true, c));
+  gpu_->synchronize();
+  const std::vector<float> xc = ts.read(*o.x, true), ac = ts.read(*o.attn, true);
+  cuda().set_expert_fusion(true, true);
+  ts.gpu_reset();
+  cuda().reset_linear_stats();
+  gpu_->expert_attention(o.x->gpu, o.args(true, c));
+  gpu_->synchronize();
+  ASSERT_EQ(cuda().linear_stats().expert_attention, 1);
+  const std::vector<float> xf = ts.read(*o.x, true), af = ts.read(*o.attn, true);
+  const double mc = fp8() ? 0.995 : 0.9999, ma = fp8() ? 0.08 : 2e-2;
+  expect_vectors_close(label_of(c) + " attn_out fused vs composed", ac, af, mc, ma);
+  expect_vectors_close(label_of(c) + " x - x0 fused vs composed", difference(xc, x0),
+                       difference(xf, x0), mc, ma);
+}
+
+// Graph capture: replays equal the eager run bit for bit; repeated eager launches agree.
+TEST_P(CudaExpertAttention, GraphReplayAndRepeatsMatchEager) {
+  const AttnCase c{11, 560, 530, Kind::kRmsNorm, false, 1};
+  TwinSet ts(*cpu_, *gpu_, label_of(c) + "_GRAPH");
+  Operands o = make(ts, c);
+  auto ops = [&] { gpu_->expert_attention(o.x->gpu, o.args(true, c)); };
+  ASSERT_NO_FATAL_FAILURE(expect_repeats_and_graph_match_eager(
+      ts, cuda(), 3, "expert_attention failed under capture", ops));
+}
+
+INSTANTIATE_TEST_SUITE_P(Weights, CudaExpertAttention, kPrecisions, precision_name);
+
+}  // namespace
+}  // namespace frt::gpu_test
