@@ -116,6 +116,10 @@ struct GraphTiming {
   int timed_replays;       // replays whose times are returned
 };
 
+// The expert-op benchmarks' timing: graphs of 100 calls cycling over the weight rotation, 3
+// eager calls first, 1 warm-up replay, 20 timed replays.
+inline constexpr GraphTiming kRotatedCalls{100, 3, 1, 0, 20};
+
 // Microseconds per launch of each timed replay of a graph of `t.launches_per_graph` calls of
 // `launch(i)` on `stream` (the stream the launches are issued on). Each replay: event, graph
 // launch, event, event sync.

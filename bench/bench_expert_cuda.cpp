@@ -34,8 +34,6 @@ using frt::LinearPrologue;
 using frt::Tensor;
 using Kind = LinearPrologue::Kind;
 
-constexpr int kCallsPerGraph = 100;
-constexpr int kReplays = 20;
 constexpr int64_t kD = 1024, kF = 4096;
 
 // One op on x (updated in place) as its persistent kernel and as the composition: the change of
@@ -67,8 +65,7 @@ OpTiming time_op(frt::CudaBackend& be, const Tensor& x, const Tensor& x0, Call&&
   auto timed = [&](bool fuse) {
     set_expert_fusion(fuse);
     BENCH_CHECK(cudaMemcpy(x.data, x0.data, x0.nbytes(), cudaMemcpyDeviceToDevice));
-    return bench::median(
-        bench::time_graph_replays(be.stream(), {kCallsPerGraph, 3, 1, 0, kReplays}, call));
+    return bench::median(bench::time_graph_replays(be.stream(), bench::kRotatedCalls, call));
   };
   t.fused_us = timed(true);
   t.composed_us = timed(false);

@@ -38,9 +38,6 @@ using frt::LinearPrologue;
 using frt::Tensor;
 using Kind = LinearPrologue::Kind;
 
-constexpr int kCallsPerGraph = 100;
-constexpr int kReplays = 20;
-
 struct Shape {
   const char* name;
   int64_t K, N;
@@ -111,7 +108,7 @@ void run_case(frt::CudaBackend& be, const Shape& s, int64_t M, const char* prec,
   // 2. time (y accumulates over the replays for gated cases: values stay bounded, |gate| < 1).
   auto timed = [&](bool fuse) {
     const std::vector<double> us =
-        bench::time_graph_replays(be.stream(), {kCallsPerGraph, 3, 1, 0, kReplays}, [&](int i) {
+        bench::time_graph_replays(be.stream(), bench::kRotatedCalls, [&](int i) {
           if (fuse)
             fused(w[i % copies], y_f);
           else
@@ -143,7 +140,7 @@ void run_case(frt::CudaBackend& be, const Shape& s, int64_t M, const char* prec,
       frt::skinny_gemm_force_plan(wk, cl);
       auto sweep_time = [&](bool fuse) {
         const std::vector<double> us =
-            bench::time_graph_replays(be.stream(), {kCallsPerGraph, 3, 1, 0, kReplays}, [&](int i) {
+            bench::time_graph_replays(be.stream(), bench::kRotatedCalls, [&](int i) {
               if (fuse)
                 frt::skinny_gemm_fused(be, y_f, x, w[i % copies], pro, gp, acc);
               else
