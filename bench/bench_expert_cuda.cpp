@@ -43,6 +43,7 @@ struct OpTiming {
   bench::Agreement check;  // fused change vs composed change
   bool one_launch = false;
   double fused_us = 0, fused_padded_us = 0, composed_us = 0;
+  double chained_us = 0;  // the kernel as PDL-chained launches, one per phase
 };
 template <typename Call, typename Launched>
 OpTiming time_op(frt::CudaBackend& be, const Tensor& x, const Tensor& x0, Call&& call,
@@ -72,6 +73,11 @@ OpTiming time_op(frt::CudaBackend& be, const Tensor& x, const Tensor& x0, Call&&
   be.set_expert_row_pad(true);
   t.fused_padded_us = timed(true);
   be.set_expert_row_pad(false);
+  be.set_expert_mlp_chained(true);  // both ops' kernels as PDL-chained launches per phase
+  be.set_expert_attention_chained(true);
+  t.chained_us = timed(true);
+  be.set_expert_mlp_chained(false);
+  be.set_expert_attention_chained(false);
   be.set_expert_fusion(false, false);  // the backend's default again
   return t;
 }
@@ -96,10 +102,11 @@ void report(const char* op, const char* prec, Kind kind, bool gated, int64_t M, 
   const double floor_us = static_cast<double>(weight_bytes) / (copy_gbs * 1e3);
   const char* name = kind == Kind::kRmsNorm ? "rms" : "ada";
   std::printf(
-      "%s %s %s gate=%d M=%-3lld | fused %7.2f us%s (rows padded %.2f) | composed %7.2f us | "
+      "%s %s %s gate=%d M=%-3lld | fused %7.2f us%s (rows padded %.2f, chained %.2f) | composed "
+      "%7.2f us | "
       "x%5.2f | weights %.1f MB, floor %.2f us at %.0f GB/s | cos=%.6f max_abs=%.3g%s\n",
       op, prec, name, gated ? 1 : 0, static_cast<long long>(M), t.fused_us,
-      t.one_launch ? " (1 launch)" : " (NOT fused)", t.fused_padded_us, t.composed_us,
+      t.one_launch ? " (1 launch)" : " (NOT fused)", t.fused_padded_us, t.chained_us, t.composed_us,
       t.composed_us / t.fused_us, weight_bytes / 1e6, floor_us, copy_gbs, c.cos, c.max_abs,
       ok ? "" : "  CHECK FAILED");
   std::printf("csv,%s,%s,%s,%d,%lld,%.3f,%.3f,%.3f,%.3f,%.7f,%.4g,%d,%d\n", op, prec, name,

@@ -129,6 +129,12 @@ TEST_P(CudaExpertAttention, ExpertShapesAgainstCpu) {
   run({1, 40, 3, Kind::kRmsNorm, true, 0}, true);          // fewer keys than chunks
   run({16, 300, 290, Kind::kAdaRmsNorm, false, 0}, true);  // 16 rows: two full n8 tiles
   run({17, 300, 290, Kind::kAdaRmsNorm, true, 2}, false);  // more rows: composed
+  // The same kernel as four launches (one per phase) chained by programmatic dependent launch.
+  cuda().set_expert_attention_chained(true);
+  run({10, 712, 560, Kind::kAdaRmsNorm, true, 0}, true);
+  run({11, 560, 530, Kind::kRmsNorm, false, 1}, true);
+  run({1, 40, 3, Kind::kRmsNorm, true, 0}, true);
+  cuda().set_expert_attention_chained(false);
 }
 
 // The fused kernel against the CUDA composition (skinny GEMMs, RoPE kernel, flash attention).
@@ -162,6 +168,10 @@ TEST_P(CudaExpertAttention, GraphReplayAndRepeatsMatchEager) {
   auto ops = [&] { gpu_->expert_attention(o.x->gpu, o.args(true, c)); };
   ASSERT_NO_FATAL_FAILURE(expect_repeats_and_graph_match_eager(
       ts, cuda(), 3, "expert_attention failed under capture", ops));
+  cuda().set_expert_attention_chained(true);  // one launch per phase
+  ASSERT_NO_FATAL_FAILURE(expect_repeats_and_graph_match_eager(
+      ts, cuda(), 1, "expert_attention (chained) failed under capture", ops));
+  cuda().set_expert_attention_chained(false);
 }
 
 INSTANTIATE_TEST_SUITE_P(Weights, CudaExpertAttention, kPrecisions, precision_name);

@@ -123,6 +123,12 @@ TEST_P(CudaExpertMlp, ExpertShapesAgainstCpu) {
   run({51, 1024, 4096, Kind::kAdaRmsNorm, true}, false);  // horizon 50: composed
   run({10, 256, 512, Kind::kAdaRmsNorm, true}, true);     // fewer items than CTAs
   run({5, 200, 512, Kind::kRmsNorm, true}, false);        // D not a multiple of 128: composed
+  // The same kernel as two launches chained by programmatic dependent launch.
+  cuda().set_expert_mlp_chained(true);
+  run({10, 1024, 4096, Kind::kAdaRmsNorm, true}, true);
+  run({11, 1024, 4096, Kind::kRmsNorm, false}, true);
+  run({10, 256, 512, Kind::kAdaRmsNorm, true}, true);
+  cuda().set_expert_mlp_chained(false);
 }
 
 // The fused kernel against the CUDA composition (cuBLASLt / skinny GEMMs): same bf16 roundings
@@ -157,6 +163,10 @@ TEST_P(CudaExpertMlp, GraphReplayAndRepeatsMatchEager) {
   auto ops = [&] { run_gpu(o, c); };
   ASSERT_NO_FATAL_FAILURE(
       expect_repeats_and_graph_match_eager(ts, cuda(), 3, "expert_mlp failed under capture", ops));
+  cuda().set_expert_mlp_chained(true);  // two PDL-chained launches
+  ASSERT_NO_FATAL_FAILURE(expect_repeats_and_graph_match_eager(
+      ts, cuda(), 1, "expert_mlp (chained) failed under capture", ops));
+  cuda().set_expert_mlp_chained(false);
 }
 
 INSTANTIATE_TEST_SUITE_P(Weights, CudaExpertMlp, kPrecisions, precision_name);

@@ -137,6 +137,11 @@ class CudaBackend final : public Backend {
   // shared-memory bank conflicts) or packed (one copy per block of rows); packed by default,
   // benchmarks compare both.
   void set_expert_row_pad(bool on) { expert_row_pad_ = on; }
+  // Whether expert_mlp's kernel runs as one cooperative launch with a grid barrier between its
+  // phases (default) or as two launches chained by programmatic dependent launch.
+  void set_expert_mlp_chained(bool on) { expert_mlp_chained_ = on; }
+  // The same for expert_attention's kernel: four launches, one per phase.
+  void set_expert_attention_chained(bool on) { expert_attention_chained_ = on; }
   // Which path linear() calls took (counted on the host at enqueue; tests and benchmarks read it).
   struct LinearStats {
     int64_t skinny = 0;      // weight-streaming kernel (bf16 or fp8 weights)
@@ -277,6 +282,8 @@ class CudaBackend final : public Backend {
   bool expert_attention_fusion_ = false;
   bool expert_mlp_fusion_ = false;
   bool expert_row_pad_ = false;
+  bool expert_mlp_chained_ = false;
+  bool expert_attention_chained_ = false;
   LinearStats linear_stats_;
   // bf16 twins of uploaded F32 vectors: start address -> (bytes, twin) (load time).
   std::map<uintptr_t, std::pair<size_t, void*>> bias_bf16_;

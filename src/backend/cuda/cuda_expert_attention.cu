@@ -67,6 +67,9 @@ struct AttnArgs {
   const int* valid;  // device: valid prefix keys = the suffix's first position
   int M, W, Hq, Hkv, P, blind, nc, kc_max;  // kc_max: keys per chunk the layout holds
   unsigned long long* sync;
+  // 0: all four phases, one cooperative launch with grid barriers between them; 1-4: that phase
+  // alone, four launches chained by programmatic dependent launch (set_expert_attention_chained).
+  int phase;
   int off_rms, off_red, off_sum, off_x, off_w1, off_w2;
   int off_qs, off_ks, off_vs, off_p;  // phase 2 (inside the phase-1 weight area)
   int pw1, pw2, px1, px2;
@@ -90,7 +93,9 @@ __global__ void __launch_bounds__(kThreads, 1) expert_attention_kernel(const Att
   const uint32_t s0 = cuda::smem_addr(smem);
   const uint32_t bar1 = s0, bar2 = s0 + 8;
   const int blocks = a.Hq + 2 * a.Hkv;  // head blocks of the qkv rows
-  const int my1 = owned_items(blocks * (kHalf / 8)), my4 = owned_items(a.W / kOItemRows);
+  const bool all = a.phase == 0;
+  const int my1 = all || a.phase == 1 ? owned_items(blocks * (kHalf / 8)) : 0;
+  const int my4 = all || a.phase == 4 ? owned_items(a.W / kOItemRows) : 0;
   init_weight_barriers(s0);
   if (tid == 0) {  // all weight rows of this CTA, before waiting for the previous kernel
     const uint32_t row1 = kEs * a.W, row4 = kEs * a.Hq * kHeadDim;
@@ -113,46 +118,48 @@ __global__ void __launch_bounds__(kThreads, 1) expert_attention_kernel(const Att
   float* sum = reinterpret_cast<float*>(smem + a.off_sum);
 
   // ---- phase 1: norm, qkv, RoPE
-  stage_norm_rows(smem + a.off_x, a.px1, a.x, a.ldx, a.M, a.W, a.scale, a.shift, a.ada != 0, a.eps,
-                  inv_rms, W8);
-  mbar_wait(bar1, 0);
-  for (int i = 0; i < my1; ++i) {
-    const int item = cta + G * i, b = item / (kHalf / 8), j = item % (kHalf / 8);
-    item_product<W8>(s0 + a.off_w1 + i * 16 * a.pw1, s0 + a.off_x, a.pw1, a.px1, a.W, a.M, false,
-                     red, sum);
-    if (tid < 8 * 16) {
-      const int r = tid >> 4, m = tid & 15, d = 8 * j + r;
-      if (m < a.M) {
-        float x1 = round_bf16(sum[r * 16 + m] * wqkv_scale);
-        float x2 = round_bf16(sum[(r + 8) * 16 + m] * wqkv_scale);
-        if (b < a.Hq + a.Hkv) {  // q and k rotate; v does not
-          float c, s;
-          cuda::rope_cos_sin(static_cast<float>(valid + m), a.inv_freq[d], &c, &s);
-          const float o1 = __fsub_rn(__fmul_rn(x1, c), __fmul_rn(x2, s));
-          const float o2 = __fadd_rn(__fmul_rn(x2, c), __fmul_rn(x1, s));
-          x1 = o1;
-          x2 = o2;
+  if (all || a.phase == 1) {
+    stage_norm_rows(smem + a.off_x, a.px1, a.x, a.ldx, a.M, a.W, a.scale, a.shift, a.ada != 0,
+                    a.eps, inv_rms, W8);
+    mbar_wait(bar1, 0);
+    for (int i = 0; i < my1; ++i) {
+      const int item = cta + G * i, b = item / (kHalf / 8), j = item % (kHalf / 8);
+      item_product<W8>(s0 + a.off_w1 + i * 16 * a.pw1, s0 + a.off_x, a.pw1, a.px1, a.W, a.M, false,
+                       red, sum);
+      if (tid < 8 * 16) {
+        const int r = tid >> 4, m = tid & 15, d = 8 * j + r;
+        if (m < a.M) {
+          float x1 = round_bf16(sum[r * 16 + m] * wqkv_scale);
+          float x2 = round_bf16(sum[(r + 8) * 16 + m] * wqkv_scale);
+          if (b < a.Hq + a.Hkv) {  // q and k rotate; v does not
+            float c, s;
+            cuda::rope_cos_sin(static_cast<float>(valid + m), a.inv_freq[d], &c, &s);
+            const float o1 = __fsub_rn(__fmul_rn(x1, c), __fmul_rn(x2, s));
+            const float o2 = __fadd_rn(__fmul_rn(x2, c), __fmul_rn(x1, s));
+            x1 = o1;
+            x2 = o2;
+          }
+          bf16* dst;
+          if (b < a.Hq)
+            dst = a.q + m * a.ldq + b * kHeadDim;
+          else if (b < a.Hq + a.Hkv)
+            dst = a.kc + (a.P + m) * a.ldk + (b - a.Hq) * kHeadDim;
+          else
+            dst = a.vc + (a.P + m) * a.ldv + (b - a.Hq - a.Hkv) * kHeadDim;
+          dst[d] = __float2bfloat16_rn(x1);
+          dst[d + kHalf] = __float2bfloat16_rn(x2);
         }
-        bf16* dst;
-        if (b < a.Hq)
-          dst = a.q + m * a.ldq + b * kHeadDim;
-        else if (b < a.Hq + a.Hkv)
-          dst = a.kc + (a.P + m) * a.ldk + (b - a.Hq) * kHeadDim;
-        else
-          dst = a.vc + (a.P + m) * a.ldv + (b - a.Hq - a.Hkv) * kHeadDim;
-        dst[d] = __float2bfloat16_rn(x1);
-        dst[d + kHalf] = __float2bfloat16_rn(x2);
       }
     }
   }
-  grid_barrier(a.sync, static_cast<unsigned>(G));
+  if (all) grid_barrier(a.sync, static_cast<unsigned>(G));
 
   // ---- phase 2: attention partials, item (q head h, key chunk c)
   const int total = valid + a.M;  // visible keys
   const int group = a.Hq / a.Hkv;
   float* part_o = a.part;
   float* part_ml = a.part + static_cast<size_t>(a.Hq) * a.nc * a.M * kHeadDim;
-  for (int item = cta; item < a.Hq * a.nc; item += G) {
+  for (int item = cta; (all || a.phase == 2) && item < a.Hq * a.nc; item += G) {
     const int h = item / a.nc, c = item % a.nc, kvh = h / group;
     const int k0 = static_cast<int>(static_cast<int64_t>(c) * total / a.nc);
     const int k1 = static_cast<int>(static_cast<int64_t>(c + 1) * total / a.nc);
@@ -225,10 +232,10 @@ __global__ void __launch_bounds__(kThreads, 1) expert_attention_kernel(const Att
     }
     __syncthreads();  // the next item restages q / K / V / p
   }
-  grid_barrier(a.sync, static_cast<unsigned>(G));
+  if (all) grid_barrier(a.sync, static_cast<unsigned>(G));
 
   // ---- phase 3: combine, item (q head h, row m); thread d
-  for (int item = cta; item < a.Hq * a.M; item += G) {
+  for (int item = cta; (all || a.phase == 3) && item < a.Hq * a.M; item += G) {
     const int h = item / a.M, m = item % a.M;
     float mx = -INFINITY;
     for (int c = 0; c < a.nc; ++c)
@@ -243,10 +250,10 @@ __global__ void __launch_bounds__(kThreads, 1) expert_attention_kernel(const Att
     }
     a.attn[m * a.lda + h * kHeadDim + tid] = __float2bfloat16_rn(num / den);
   }
-  grid_barrier(a.sync, static_cast<unsigned>(G));
+  if (all) grid_barrier(a.sync, static_cast<unsigned>(G));
 
   // ---- phase 4: x += gate * (attn . o^T)
-  if (my4 == 0) return;
+  if (my4 == 0) return;  // (also every launch of phases 1-3 alone)
   const int K4 = a.Hq * kHeadDim;
   stage_rows(smem + a.off_w1, a.px2, a.attn, a.lda, a.M, K4, W8);  // written by other SMs
   mbar_wait(bar2, 0);
@@ -299,37 +306,48 @@ bool CudaBackend::expert_attention_fused(Tensor x, const ExpertAttention& e) {
   if (!dev.sm90_code) return false;
 
   // Plan: key chunks so every (head, chunk) item has a CTA; the layout holds the longest chunk.
-  const int G = dev.sms, es = w8 ? 1 : 2;
-  const int nc = std::clamp(G / Hq, 1, kMaxChunks);
+  const int es = w8 ? 1 : 2;
+  const int nc = std::clamp(dev.sms / Hq, 1, kMaxChunks);
   const int kc_max = static_cast<int>(((P + M + nc - 1) / nc + 15) / 16 * 16);
-  const int K4 = Hq * kHeadDim, pad_x = w8 ? kRowPadX8 : kRowPad;
+  const int K4 = Hq * kHeadDim;
   const int items1 = (Hq + 2 * Hkv) * (kHalf / 8), items4 = static_cast<int>(W / kOItemRows);
-  const size_t n1 = static_cast<size_t>((items1 + G - 1) / G);
-  const size_t n4 = static_cast<size_t>((items4 + G - 1) / G);
   AttnArgs a{};
-  const int pad_w = expert_row_pad_ ? kRowPad : 0;
+  const int pad_w = expert_row_pad_ ? kRowPad : 0, pad_x = w8 ? kRowPadX8 : kRowPad;
   a.pw1 = static_cast<int>(es * W + pad_w);
   a.pw2 = es * K4 + pad_w;
   a.px1 = static_cast<int>(2 * W + pad_x);
   a.px2 = 2 * K4 + pad_x;
-  const size_t row_bytes = 2 * kHeadDim + kRowPad;
-  const cuda::PersistentBase base = cuda::persistent_base(static_cast<int>(M), a.px1);
-  a.off_rms = base.off_rms;
-  a.off_red = base.off_red;
-  a.off_sum = base.off_sum;
-  a.off_x = base.off_x;
-  size_t off = base.next;
-  a.off_w1 = static_cast<int>(off);  // phase-1 weights, then phase 2's q/K/V/p, then attn_out
-  a.off_qs = a.off_w1;
-  a.off_ks = static_cast<int>(cuda::align128(a.off_qs + M * row_bytes));
-  a.off_vs = static_cast<int>(cuda::align128(a.off_ks + kc_max * row_bytes));
-  a.off_p = static_cast<int>(cuda::align128(a.off_vs + kc_max * row_bytes));
-  const size_t phase2 = a.off_p + 16 * static_cast<size_t>(kc_max) * sizeof(float) - a.off_w1;
-  off = cuda::align128(off + std::max({n1 * 16 * a.pw1, phase2, static_cast<size_t>(M) * a.px2}));
-  a.off_w2 = static_cast<int>(off);
-  off += n4 * kOItemRows * a.pw2;
-  if (off > static_cast<size_t>(dev.smem_optin)) return false;
-  if (n1 * 16 * es * W > kMaxTxBytes || n4 * kOItemRows * es * K4 > kMaxTxBytes) return false;
+  // The layout of a launch running `phase` (0: all) over `grid` CTAs: only that phase's areas.
+  auto layout = [&](int phase, int grid) {
+    const bool all = phase == 0;
+    const size_t n1 = all || phase == 1 ? static_cast<size_t>((items1 + grid - 1) / grid) : 0;
+    const size_t n4 = all || phase == 4 ? static_cast<size_t>((items4 + grid - 1) / grid) : 0;
+    const size_t row_bytes = 2 * kHeadDim + kRowPad;
+    const cuda::PersistentBase base = cuda::persistent_base(n1 ? static_cast<int>(M) : 0, a.px1);
+    a.off_rms = base.off_rms;
+    a.off_red = base.off_red;
+    a.off_sum = base.off_sum;
+    a.off_x = base.off_x;
+    a.off_w1 = static_cast<int>(base.next);  // phase-1 weights / phase 2's q, K, V, p / attn_out
+    a.off_qs = a.off_w1;
+    a.off_ks = static_cast<int>(cuda::align128(a.off_qs + M * row_bytes));
+    a.off_vs = static_cast<int>(cuda::align128(a.off_ks + kc_max * row_bytes));
+    a.off_p = static_cast<int>(cuda::align128(a.off_vs + kc_max * row_bytes));
+    const size_t phase2 =
+        all || phase == 2 ? a.off_p + 16 * static_cast<size_t>(kc_max) * sizeof(float) - a.off_w1
+                          : 0;
+    const size_t staged4 = n4 ? static_cast<size_t>(M) * a.px2 : 0;
+    const size_t off = cuda::align128(base.next + std::max({n1 * 16 * a.pw1, phase2, staged4}));
+    a.off_w2 = static_cast<int>(off);
+    const bool tx_ok = n1 * 16 * es * W <= kMaxTxBytes && n4 * kOItemRows * es * K4 <= kMaxTxBytes;
+    return tx_ok ? off + n4 * kOItemRows * a.pw2 : SIZE_MAX;
+  };
+  // Persistent: one CTA per SM through all phases. Chained: one launch per phase, one item per
+  // CTA (small CTAs, so the next phase's CTAs can start their weight copies early).
+  const int grids[5] = {dev.sms, items1, Hq * nc, Hq * static_cast<int>(M), items4};
+  const int first = expert_attention_chained_ ? 1 : 0, last = expert_attention_chained_ ? 4 : 0;
+  for (int ph = first; ph <= last; ++ph)
+    if (layout(ph, grids[ph]) > static_cast<size_t>(dev.smem_optin)) return false;
   const size_t part_bytes = static_cast<size_t>(Hq) * nc * M * (kHeadDim + 2) * sizeof(float);
 
   a.x = static_cast<bf16*>(x.data);
@@ -371,7 +389,12 @@ bool CudaBackend::expert_attention_fused(Tensor x, const ExpertAttention& e) {
 
   const void* kernel = w8 ? reinterpret_cast<const void*>(expert_attention_kernel<true>)
                           : reinterpret_cast<const void*>(expert_attention_kernel<false>);
-  cuda::launch_persistent(kernel, &a, G, off, stream_, pdl_enabled_, "expert_attention");
+  for (int ph = first; ph <= last; ++ph) {
+    a.phase = ph;
+    const size_t smem = layout(ph, grids[ph]);
+    cuda::launch_persistent(kernel, &a, grids[ph], smem, stream_, pdl_enabled_, "expert_attention",
+                            ph == 0);
+  }
   ++linear_stats_.expert_attention;
   return true;
 }

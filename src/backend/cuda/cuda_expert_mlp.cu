@@ -62,6 +62,9 @@ struct MlpArgs {
   float eps;
   int M, D, F;
   unsigned long long* sync;  // grid barrier arrivals (monotonic)
+  // 0: both phases, one cooperative launch with the grid barrier between them; 1 / 2: that phase
+  // alone, two launches chained by programmatic dependent launch (set_expert_mlp_chained).
+  int phase;
   // Shared-memory layout (bytes): mbarriers, inv_rms, cross-warp partials, the reduced tile,
   // normalized x, phase-1 weights (then h), phase-2 weights.
   int off_rms, off_red, off_sum, off_x, off_w1, off_w2;
@@ -78,7 +81,8 @@ __global__ void __launch_bounds__(kThreads, 1) expert_mlp_kernel(const MlpArgs a
   const int G = gridDim.x, cta = blockIdx.x;
   const uint32_t s0 = cuda::smem_addr(smem);
   const uint32_t bar1 = s0, bar2 = s0 + 8;
-  const int my1 = owned_items(a.F / kItemRows), my2 = owned_items(a.D / kItemRows);
+  const int my1 = a.phase != 2 ? owned_items(a.F / kItemRows) : 0;
+  const int my2 = a.phase != 1 ? owned_items(a.D / kItemRows) : 0;
   init_weight_barriers(s0);
   if (tid == 0) {  // every weight row of this CTA, before waiting for the previous kernel
     const uint32_t row1 = kEs * a.D, row2 = kEs * a.F;
@@ -99,29 +103,31 @@ __global__ void __launch_bounds__(kThreads, 1) expert_mlp_kernel(const MlpArgs a
   float* inv_rms = reinterpret_cast<float*>(smem + a.off_rms);
   float* red = reinterpret_cast<float*>(smem + a.off_red);
   float* sum = reinterpret_cast<float*>(smem + a.off_sum);
-  stage_norm_rows(smem + a.off_x, a.px1, a.x, a.ldx, a.M, a.D, a.scale, a.shift, a.ada != 0, a.eps,
-                  inv_rms, W8);
+  if (a.phase != 2) {
+    stage_norm_rows(smem + a.off_x, a.px1, a.x, a.ldx, a.M, a.D, a.scale, a.shift, a.ada != 0,
+                    a.eps, inv_rms, W8);
 
-  // ---- phase 1: h = geglu(gate_up items)
-  mbar_wait(bar1, 0);
-  for (int i = 0; i < my1; ++i) {
-    const int item = cta + G * i;
-    item_product<W8>(s0 + a.off_w1 + i * 16 * a.pw1, s0 + a.off_x, a.pw1, a.px1, a.D, a.M, false,
-                     red, sum);
-    if (tid < 8 * 16) {
-      const int r = tid >> 4, m = tid & 15;
-      if (m < a.M) {
-        const float g = round_bf16(sum[r * 16 + m] * w1_scale);
-        const float u = round_bf16(sum[(r + 8) * 16 + m] * w1_scale);
-        a.h[m * a.ldh + item * kItemRows + r] = __float2bfloat16_rn(cuda::gelu_tanh(g) * u);
+    // ---- phase 1: h = geglu(gate_up items)
+    mbar_wait(bar1, 0);
+    for (int i = 0; i < my1; ++i) {
+      const int item = cta + G * i;
+      item_product<W8>(s0 + a.off_w1 + i * 16 * a.pw1, s0 + a.off_x, a.pw1, a.px1, a.D, a.M, false,
+                       red, sum);
+      if (tid < 8 * 16) {
+        const int r = tid >> 4, m = tid & 15;
+        if (m < a.M) {
+          const float g = round_bf16(sum[r * 16 + m] * w1_scale);
+          const float u = round_bf16(sum[(r + 8) * 16 + m] * w1_scale);
+          a.h[m * a.ldh + item * kItemRows + r] = __float2bfloat16_rn(cuda::gelu_tanh(g) * u);
+        }
       }
+      // (the next item writes `red` only after item_product's barriers: nobody still reads it)
     }
-    // (the next item writes `red` only after item_product's barriers: nobody still reads it)
   }
-  grid_barrier(a.sync, static_cast<unsigned>(G));
+  if (a.phase == 0) grid_barrier(a.sync, static_cast<unsigned>(G));
 
   // ---- phase 2: x += gate * (h . down^T)
-  if (my2 == 0) return;
+  if (my2 == 0) return;                                          // (phase 1 alone: no down items)
   stage_rows(smem + a.off_w1, a.px2, a.h, a.ldh, a.M, a.F, W8);  // h: written by other SMs
   mbar_wait(bar2, 0);
   residual_items<W8>(s0 + a.off_w2, a.pw2, s0 + a.off_w1, a.px2, a.F, a.M, cta, G, my2, w2_scale,
@@ -137,20 +143,19 @@ struct Layout {
   int off_w1, off_w2, pw1, pw2, px1, px2;
 };
 
-// es: bytes per weight (2 bf16, 1 E4M3); pad_w: bytes after each staged weight row.
-Layout layout_for(int M, int D, int F, int G, int es, int pad_w) {
+// n1 / n2: gate_up / down items per CTA (0: that phase does not run); es: bytes per weight
+// (2 bf16, 1 E4M3); pad_w: bytes after each staged weight row.
+Layout layout_for(int M, int D, int F, size_t n1, size_t n2, int es, int pad_w) {
   Layout l;
-  const size_t n1 = static_cast<size_t>((F / kItemRows + G - 1) / G);
-  const size_t n2 = static_cast<size_t>((D / kItemRows + G - 1) / G);
   const int pad_x = es == 1 ? kRowPadX8 : kRowPad;
   l.pw1 = es * D + pad_w;
   l.pw2 = es * F + pad_w;
   l.px1 = 2 * D + pad_x;
   l.px2 = 2 * F + pad_x;
-  l.base = cuda::persistent_base(M, l.px1);
+  l.base = cuda::persistent_base(n1 ? M : 0, l.px1);
   l.off_w1 = static_cast<int>(l.base.next);  // phase-1 weights, then h
-  const size_t off =
-      cuda::align128(l.off_w1 + std::max(n1 * 16 * l.pw1, static_cast<size_t>(M) * l.px2));
+  const size_t h_bytes = n2 ? static_cast<size_t>(M) * l.px2 : 0;
+  const size_t off = cuda::align128(l.off_w1 + std::max(n1 * 16 * l.pw1, h_bytes));
   l.off_w2 = static_cast<int>(off);
   l.bytes = off + n2 * kItemRows * l.pw2;
   return l;
@@ -185,11 +190,22 @@ bool CudaBackend::expert_mlp_fused(Tensor x, Tensor gate_up_w, Tensor down_w,
                                reinterpret_cast<const void*>(expert_mlp_kernel<true>)},
                               "expert_mlp");
   if (!dev.sm90_code) return false;
-  const int G = dev.sms, es = w8 ? 1 : 2;
-  const Layout l = layout_for(static_cast<int>(M), static_cast<int>(D), static_cast<int>(F), G, es,
-                              expert_row_pad_ ? kRowPad : 0);
-  if (l.bytes > static_cast<size_t>(dev.smem_optin)) return false;
-  const int64_t n1 = (F / kItemRows + G - 1) / G, n2 = (D / kItemRows + G - 1) / G;
+  const int es = w8 ? 1 : 2, pad_w = expert_row_pad_ ? kRowPad : 0;
+  const int items1 = static_cast<int>(F / kItemRows), items2 = static_cast<int>(D / kItemRows);
+  // Persistent: one CTA per SM over both phases. Chained: phase 1 with two gate_up items per CTA
+  // (two CTAs fit an SM, one wave), phase 2 with one down item per CTA.
+  const int g1 = expert_mlp_chained_ ? (items1 + 1) / 2 : dev.sms;
+  const int g2 = expert_mlp_chained_ ? items2 : dev.sms;
+  const size_t n1 = static_cast<size_t>((items1 + g1 - 1) / g1);
+  const size_t n2 = static_cast<size_t>((items2 + g2 - 1) / g2);
+  const Layout l = expert_mlp_chained_ ? layout_for(static_cast<int>(M), static_cast<int>(D),
+                                                    static_cast<int>(F), n1, 0, es, pad_w)
+                                       : layout_for(static_cast<int>(M), static_cast<int>(D),
+                                                    static_cast<int>(F), n1, n2, es, pad_w);
+  const Layout l2 = layout_for(static_cast<int>(M), static_cast<int>(D), static_cast<int>(F), 0, n2,
+                               es, pad_w);  // the chained phase 2
+  if (std::max(l.bytes, expert_mlp_chained_ ? l2.bytes : 0) > static_cast<size_t>(dev.smem_optin))
+    return false;
   if (n1 * 16 * es * D > kMaxTxBytes || n2 * kItemRows * es * F > kMaxTxBytes) return false;
 
   MlpArgs a{};
@@ -214,20 +230,31 @@ bool CudaBackend::expert_mlp_fused(Tensor x, Tensor gate_up_w, Tensor down_w,
   a.D = static_cast<int>(D);
   a.F = static_cast<int>(F);
   a.sync = grid_sync_;
-  a.off_rms = l.base.off_rms;
-  a.off_red = l.base.off_red;
-  a.off_sum = l.base.off_sum;
-  a.off_x = l.base.off_x;
-  a.off_w1 = l.off_w1;
-  a.off_w2 = l.off_w2;
-  a.pw1 = l.pw1;
-  a.pw2 = l.pw2;
-  a.px1 = l.px1;
-  a.px2 = l.px2;
-
   const void* kernel = w8 ? reinterpret_cast<const void*>(expert_mlp_kernel<true>)
                           : reinterpret_cast<const void*>(expert_mlp_kernel<false>);
-  cuda::launch_persistent(kernel, &a, G, l.bytes, stream_, pdl_enabled_, "expert_mlp");
+  auto set_layout = [&a](const Layout& lay) {
+    a.off_rms = lay.base.off_rms;
+    a.off_red = lay.base.off_red;
+    a.off_sum = lay.base.off_sum;
+    a.off_x = lay.base.off_x;
+    a.off_w1 = lay.off_w1;
+    a.off_w2 = lay.off_w2;
+    a.pw1 = lay.pw1;
+    a.pw2 = lay.pw2;
+    a.px1 = lay.px1;
+    a.px2 = lay.px2;
+  };
+  set_layout(l);
+  if (!expert_mlp_chained_) {
+    a.phase = 0;
+    cuda::launch_persistent(kernel, &a, g1, l.bytes, stream_, pdl_enabled_, "expert_mlp", true);
+  } else {
+    a.phase = 1;
+    cuda::launch_persistent(kernel, &a, g1, l.bytes, stream_, pdl_enabled_, "expert_mlp", false);
+    a.phase = 2;
+    set_layout(l2);
+    cuda::launch_persistent(kernel, &a, g2, l2.bytes, stream_, pdl_enabled_, "expert_mlp", false);
+  }
   ++linear_stats_.expert_mlp;
   return true;
 }

@@ -70,19 +70,24 @@ PersistentBase persistent_base(int x_rows, int x_pitch) {
 }
 
 void launch_persistent(const void* kernel, const void* args, int grid, size_t smem,
-                       cudaStream_t stream, bool pdl, const char* op) {
+                       cudaStream_t stream, bool pdl, const char* op, bool cooperative) {
   cudaLaunchAttribute attrs[2];
-  attrs[0].id = cudaLaunchAttributeCooperative;
-  attrs[0].val.cooperative = 1;
-  attrs[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attrs[1].val.programmaticStreamSerializationAllowed = 1;
+  int n = 0;
+  if (cooperative) {
+    attrs[n].id = cudaLaunchAttributeCooperative;
+    attrs[n++].val.cooperative = 1;
+  }
+  if (pdl) {
+    attrs[n].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attrs[n++].val.programmaticStreamSerializationAllowed = 1;
+  }
   cudaLaunchConfig_t cfg{};
   cfg.gridDim = dim3(static_cast<unsigned>(grid));
   cfg.blockDim = dim3(kThreads);
   cfg.dynamicSmemBytes = smem;
   cfg.stream = stream;
   cfg.attrs = attrs;
-  cfg.numAttrs = pdl ? 2 : 1;
+  cfg.numAttrs = n;
   void* arg_ptrs[1] = {const_cast<void*>(args)};
   cudaError_t err = cudaLaunchKernelExC(&cfg, kernel, arg_ptrs);
   const cudaError_t last = cudaGetLastError();  // clears a launch error either way

@@ -41,10 +41,10 @@ struct PersistentBase {
 PersistentBase persistent_base(int x_rows, int x_pitch);
 inline size_t align128(size_t v) { return (v + 127) & ~size_t{127}; }
 
-// One cooperative launch (every CTA resident: the grid barriers need it) of `grid` CTAs of 256
-// threads, as a programmatic dependent when `pdl`; args: the kernel's one argument. Throws
-// kCudaError naming `op` on failure.
+// One launch of `grid` CTAs of 256 threads, cooperative (every CTA resident: a kernel with grid
+// barriers needs it) or not, as a programmatic dependent when `pdl`; args: the kernel's one
+// argument. Throws kCudaError naming `op` on failure.
 void launch_persistent(const void* kernel, const void* args, int grid, size_t smem,
-                       cudaStream_t stream, bool pdl, const char* op);
+                       cudaStream_t stream, bool pdl, const char* op, bool cooperative);
 
 }  // namespace frt::cuda
