@@ -15,11 +15,13 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "backend/backend.h"
+#include "backend/cuda/cuda_backend.h"
 #include "core/tensor.h"
 
 namespace frt::bench {
@@ -227,6 +229,21 @@ inline std::vector<Tensor> with_copies(Backend& be, const Tensor& w0, int copies
     all.push_back(t);
   }
   return all;
+}
+
+// fn(backend, "bf16" | "fp8") for each weight precision the GPU runs (FP8 needs sm_89+: else a
+// "fp8: skipped" line); a backend per precision, freed before the next (each holds its weights).
+template <typename Fn>
+void for_each_precision(Fn&& fn) {
+  for (Precision p : {Precision::kBF16, Precision::kFP8}) {
+    std::string why;
+    if (p == Precision::kFP8 && !cuda_supports_fp8(0, &why)) {
+      std::printf("fp8: skipped (%s)\n", why.c_str());
+      continue;
+    }
+    std::unique_ptr<Backend> owner = make_cuda_backend(0, p);
+    fn(dynamic_cast<CudaBackend&>(*owner), p == Precision::kFP8 ? "fp8" : "bf16");
+  }
 }
 
 }  // namespace frt::bench

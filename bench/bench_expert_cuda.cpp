@@ -193,21 +193,13 @@ int main() {
         "csv,op,precision,pro,gate,M,fused_us,fused_padded_us,composed_us,floor_us,cos,max_abs,"
         "check_ok,one_launch\n");
     double copy_gbs = 0;
-    for (frt::Precision p : {frt::Precision::kBF16, frt::Precision::kFP8}) {
-      if (p == frt::Precision::kFP8 && !frt::cuda_supports_fp8(0, &why)) {
-        std::printf("fp8: skipped (%s)\n", why.c_str());
-        continue;
-      }
-      // A backend per precision, freed before the next (each holds its weight copies).
-      std::unique_ptr<frt::Backend> owner = frt::make_cuda_backend(0, p);
-      auto& be = dynamic_cast<frt::CudaBackend&>(*owner);
+    bench::for_each_precision([&](frt::CudaBackend& be, const char* prec) {
       if (copy_gbs == 0) copy_gbs = bench::copy_bandwidth(be.stream(), 20);
-      const char* prec = p == frt::Precision::kFP8 ? "fp8" : "bf16";
       run_attention(be, prec, 10, Kind::kAdaRmsNorm, true, 0, copy_gbs);  // Pi0.5
       run_attention(be, prec, 11, Kind::kRmsNorm, false, 1, copy_gbs);    // Pi0
       run_mlp(be, prec, 10, Kind::kAdaRmsNorm, true, copy_gbs);           // Pi0.5
       run_mlp(be, prec, 11, Kind::kRmsNorm, false, copy_gbs);             // Pi0
-    }
+    });
   } catch (const frt::Error& e) {
     std::fprintf(stderr, "bench_expert_cuda: %s\n", e.what());
     return 1;

@@ -173,18 +173,10 @@ int main(int argc, char** argv) {
                                      {"down", 4096, 1024, Kind::kGeglu, true}};
   try {
     std::printf("csv,precision,shape,M,K,N,fused_us,unfused_us,cos,max_abs,check_ok,one_launch\n");
-    for (frt::Precision p : {frt::Precision::kBF16, frt::Precision::kFP8}) {
-      if (p == frt::Precision::kFP8 && !frt::cuda_supports_fp8(0, &why)) {
-        std::printf("fp8: skipped (%s)\n", why.c_str());
-        continue;
-      }
-      // A backend per precision, freed before the next (each holds its weights).
-      std::unique_ptr<frt::Backend> owner = frt::make_cuda_backend(0, p);
-      auto& be = dynamic_cast<frt::CudaBackend&>(*owner);
+    bench::for_each_precision([&](frt::CudaBackend& be, const char* prec) {
       for (const Shape& s : shapes)
-        for (int64_t M : {10, 11})
-          run_case(be, s, M, p == frt::Precision::kFP8 ? "fp8" : "bf16", sweep && M == 10);
-    }
+        for (int64_t M : {10, 11}) run_case(be, s, M, prec, sweep && M == 10);
+    });
   } catch (const frt::Error& e) {
     std::fprintf(stderr, "bench_fused_linear_cuda: %s\n", e.what());
     return 1;

@@ -194,18 +194,16 @@ bool CudaBackend::expert_mlp_fused(Tensor x, Tensor gate_up_w, Tensor down_w,
   const int items1 = static_cast<int>(F / kItemRows), items2 = static_cast<int>(D / kItemRows);
   // Persistent: one CTA per SM over both phases. Chained: phase 1 with two gate_up items per CTA
   // (two CTAs fit an SM, one wave), phase 2 with one down item per CTA.
-  const int g1 = expert_mlp_chained_ ? (items1 + 1) / 2 : dev.sms;
-  const int g2 = expert_mlp_chained_ ? items2 : dev.sms;
+  const bool chained = expert_mlp_chained_;
+  const int g1 = chained ? (items1 + 1) / 2 : dev.sms;
+  const int g2 = chained ? items2 : dev.sms;
   const size_t n1 = static_cast<size_t>((items1 + g1 - 1) / g1);
   const size_t n2 = static_cast<size_t>((items2 + g2 - 1) / g2);
-  const Layout l = expert_mlp_chained_ ? layout_for(static_cast<int>(M), static_cast<int>(D),
-                                                    static_cast<int>(F), n1, 0, es, pad_w)
-                                       : layout_for(static_cast<int>(M), static_cast<int>(D),
-                                                    static_cast<int>(F), n1, n2, es, pad_w);
-  const Layout l2 = layout_for(static_cast<int>(M), static_cast<int>(D), static_cast<int>(F), 0, n2,
-                               es, pad_w);  // the chained phase 2
-  if (std::max(l.bytes, expert_mlp_chained_ ? l2.bytes : 0) > static_cast<size_t>(dev.smem_optin))
-    return false;
+  const int m = static_cast<int>(M), d = static_cast<int>(D), f = static_cast<int>(F);
+  // The launch of phase 1 (persistent: both phases) and, chained, the launch of phase 2.
+  const Layout l = layout_for(m, d, f, n1, chained ? 0 : n2, es, pad_w);
+  const Layout l2 = chained ? layout_for(m, d, f, 0, n2, es, pad_w) : l;
+  if (std::max(l.bytes, l2.bytes) > static_cast<size_t>(dev.smem_optin)) return false;
   if (n1 * 16 * es * D > kMaxTxBytes || n2 * kItemRows * es * F > kMaxTxBytes) return false;
 
   MlpArgs a{};
@@ -245,7 +243,7 @@ bool CudaBackend::expert_mlp_fused(Tensor x, Tensor gate_up_w, Tensor down_w,
     a.px2 = lay.px2;
   };
   set_layout(l);
-  if (!expert_mlp_chained_) {
+  if (!chained) {
     a.phase = 0;
     cuda::launch_persistent(kernel, &a, g1, l.bytes, stream_, pdl_enabled_, "expert_mlp", true);
   } else {

@@ -14,6 +14,7 @@
 #include "backend/cuda/cuda_common.cuh"
 #include "backend/cuda/cuda_e4m3_dequant.cuh"
 #include "backend/cuda/cuda_mma.cuh"
+#include "backend/cuda/cuda_persistent_launch.h"
 
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
 #define FRT_PERSISTENT_SM90 1  // bulk async copies, mbarrier tx counts, griddepcontrol
@@ -23,15 +24,8 @@
 
 namespace frt::cuda::persistent {
 
-constexpr int kWarps = 8;
-constexpr int kThreads = kWarps * 32;
-constexpr int kMaxRows = 16;  // x rows: two n8 tiles of the MMA
-// Bytes after each staged row so the 8 rows one instruction reads fall on distinct banks: 16 for
-// rows read by ldmatrix / 4-byte loads (weights, x of the bf16 kernels), 32 for x rows read with
-// 8-byte loads (the FP8 kernels' permuted x).
-constexpr int kRowPad = 16;
-constexpr int kRowPadX8 = 32;
-constexpr uint32_t kMaxTxBytes = (1u << 20) - 1;  // an mbarrier phase's transaction-count limit
+// kWarps, kThreads, kMaxRows, kRowPad, kRowPadX8, kMaxTxBytes: cuda_persistent_launch.h (the
+// host plans with the same numbers).
 
 #if FRT_PERSISTENT_SM90
 __device__ __forceinline__ void mbar_init(uint32_t bar) {

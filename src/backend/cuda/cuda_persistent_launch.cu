@@ -9,7 +9,7 @@
 namespace frt::cuda {
 
 namespace {
-constexpr int kThreads = 256;  // cuda_persistent.cuh's kThreads
+using namespace persistent;
 bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
 }  // namespace
 
@@ -59,11 +59,11 @@ PersistentBase persistent_base(int x_rows, int x_pitch) {
   PersistentBase b;
   size_t off = 16;  // two mbarriers
   b.off_rms = static_cast<int>(off);
-  off = align128(off + 16 * sizeof(float));
+  off = align128(off + kMaxRows * sizeof(float));
   b.off_red = static_cast<int>(off);
-  off = align128(off + 8 * 32 * 8 * sizeof(float));  // warps x lanes x (2 tiles x 4)
+  off = align128(off + kThreads * 8 * sizeof(float));  // per lane: 2 n8 tiles x 4 floats
   b.off_sum = static_cast<int>(off);
-  off = align128(off + 16 * 16 * sizeof(float));
+  off = align128(off + 16 * kMaxRows * sizeof(float));  // 16 weight rows x the x rows
   b.off_x = static_cast<int>(off);
   b.next = align128(off + static_cast<size_t>(x_rows) * x_pitch);
   return b;

@@ -14,6 +14,20 @@
 
 namespace frt::cuda {
 
+// The shape the persistent kernels are written for, shared by their device code and the host
+// that plans their grids and shared memory.
+namespace persistent {
+constexpr int kWarps = 8;
+constexpr int kThreads = kWarps * 32;
+constexpr int kMaxRows = 16;  // x rows: two n8 tiles of the MMA
+// Bytes after each staged row so the 8 rows one instruction reads fall on distinct banks: 16 for
+// rows read by ldmatrix / 4-byte loads (weights, x of the bf16 kernels), 32 for x rows read with
+// 8-byte loads (the FP8 kernels' permuted x).
+constexpr int kRowPad = 16;
+constexpr int kRowPadX8 = 32;
+constexpr uint32_t kMaxTxBytes = (1u << 20) - 1;  // an mbarrier phase's transaction-count limit
+}  // namespace persistent
+
 struct PersistentDevice {
   int sms = 0;             // the grid: one CTA per SM
   int smem_optin = 0;      // shared memory one CTA may have
@@ -31,9 +45,9 @@ bool persistent_rows_ok(const Tensor& t);
 // A weight of `dtype` (BF16, or F8E4M3 with its scale) the bulk copies can read row by row.
 bool persistent_weight_ok(const Tensor& w, DType dtype);
 
-// The layout every persistent kernel starts with (bytes): two mbarriers, inv_rms of up to 16 x
-// rows, the item product's cross-warp partials and reduced tile, then `x_rows` normalized x rows
-// of `x_pitch` bytes; `next` is the first free (128-aligned) byte after them.
+// The layout every persistent kernel starts with (bytes): two mbarriers, inv_rms of up to
+// kMaxRows x rows, the item product's cross-warp partials and reduced tile, then `x_rows`
+// normalized x rows of `x_pitch` bytes; `next` is the first free (128-aligned) byte after them.
 struct PersistentBase {
   int off_rms, off_red, off_sum, off_x;
   size_t next;
