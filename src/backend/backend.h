@@ -258,8 +258,12 @@ void expert_mlp_composed(Backend& be, Tensor x, Tensor gate_up_w, Tensor down_w,
                          Tensor gate_up, Tensor h, Tensor product);
 
 // expert_attention as the four ops it stands for (the CPU twin, and the fallback of a fusing
-// backend). src/backend/composed_ops.cpp.
-void expert_attention_composed(Backend& be, Tensor x, const ExpertAttention& a);
+// backend). src/backend/composed_ops.cpp. qkv_rope (optional): a backend's fused form of the
+// first two, called after the arguments are checked; it returns true when it has written q and
+// the suffix K/V rows of the cache as fused_linear + qkv_split_rope would, false to leave them
+// to those two ops.
+void expert_attention_composed(Backend& be, Tensor x, const ExpertAttention& a,
+                               const std::function<bool()>& qkv_rope = {});
 
 // Factory: "cpu" always; "cuda" when compiled with CUDA and a GPU is present.
 std::unique_ptr<Backend> make_cpu_backend();

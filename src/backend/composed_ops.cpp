@@ -7,7 +7,8 @@
 
 namespace frt {
 
-void expert_attention_composed(Backend& be, Tensor x, const ExpertAttention& a) {
+void expert_attention_composed(Backend& be, Tensor x, const ExpertAttention& a,
+                               const std::function<bool()>& qkv_rope) {
   using Kind = LinearPrologue::Kind;
   if (a.pro.kind != Kind::kRmsNorm && a.pro.kind != Kind::kAdaRmsNorm)
     throw_error(Status::kInvalidArgument,
@@ -20,10 +21,12 @@ void expert_attention_composed(Backend& be, Tensor x, const ExpertAttention& a) 
   if (P < 0 || a.k_cache.rows() < P + S || a.v_cache.rows() < P + S)
     throw_error(Status::kInvalidArgument, "expert_attention: the KV cache has ", a.k_cache.rows(),
                 " rows; expected at least prefix_rows + S = ", P + S);
-  be.fused_linear(a.qkv, x, a.qkv_w, a.pro, nullptr, false, a.staged, {});
-  be.qkv_split_rope(a.q, a.k_cache.row_slice(P, S), a.v_cache.row_slice(P, S), a.qkv,
-                    a.attn.num_q_heads, a.attn.num_kv_heads, a.attn.head_dim, 0, &a.attn.key_valid,
-                    a.rope_theta);
+  if (!qkv_rope || !qkv_rope()) {
+    be.fused_linear(a.qkv, x, a.qkv_w, a.pro, nullptr, false, a.staged, {});
+    be.qkv_split_rope(a.q, a.k_cache.row_slice(P, S), a.v_cache.row_slice(P, S), a.qkv,
+                      a.attn.num_q_heads, a.attn.num_kv_heads, a.attn.head_dim, 0,
+                      &a.attn.key_valid, a.rope_theta);
+  }
   be.attention(a.attn_out, a.q, a.k_cache.row_slice(0, P + S), a.v_cache.row_slice(0, P + S),
                a.attn);
   be.fused_linear(x, a.attn_out, a.o_w, LinearPrologue{}, a.gate, true, {}, a.product);

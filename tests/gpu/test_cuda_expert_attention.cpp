@@ -6,13 +6,16 @@
 // a device-resident valid length (and the key gap behind it), a short prefix (fewer keys than
 // chunks), and the composed fallback (16+ rows). Checked: the path taken, q after RoPE, the
 // suffix K/V rows written into the cache (the prefix rows untouched), the attention output, the
-// change of x; the fused kernel against the CUDA composition; graph replays equal to eager.
+// change of x; the fused kernel against the CUDA composition; graph replays equal to eager; the
+// composition with its qkv projection and RoPE fused into one skinny launch bit-identical to it
+// unfused.
 // Prints "EXPERT_ATTENTION(...) name: cos=... max_abs=..." per comparison. SKIPPED without a GPU.
 // Run: build/flashrt_gpu_tests --gtest_filter='*CudaExpertAttention*'
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -158,6 +161,47 @@ TEST_P(CudaExpertAttention, FusedMatchesComposedCuda) {
   expect_vectors_close(label_of(c) + " attn_out fused vs composed", ac, af, mc, ma);
   expect_vectors_close(label_of(c) + " x - x0 fused vs composed", difference(xc, x0),
                        difference(xf, x0), mc, ma);
+}
+
+// The composition with the qkv projection and qkv_split_rope fused into one skinny launch
+// (CudaBackend::set_qkv_rope_fusion, the default) against the same composition unfused: q, the
+// suffix K/V rows, the attention output and x bit-identical; the fused path taken for <= 16
+// rows only.
+TEST_P(CudaExpertAttention, QkvRopeFusionIsBitIdentical) {
+  cuda().set_expert_fusion(false, false);
+  for (const AttnCase& c : {AttnCase{10, 712, 560, Kind::kAdaRmsNorm, true, 0},
+                            AttnCase{11, 560, 530, Kind::kRmsNorm, false, 1},
+                            AttnCase{1, 40, 3, Kind::kRmsNorm, true, 0},
+                            AttnCase{17, 300, 290, Kind::kAdaRmsNorm, true, 2}}) {
+    const std::string label = label_of(c) + "_QKV_ROPE";
+    SCOPED_TRACE(label);
+    TwinSet ts(*cpu_, *gpu_, label);
+    Operands o = make(ts, c);
+    auto run_gpu = [&](bool fuse) {
+      ts.gpu_reset();
+      cuda().set_qkv_rope_fusion(fuse);
+      cuda().reset_linear_stats();
+      gpu_->expert_attention(o.x->gpu, o.args(true, c));
+      gpu_->synchronize();
+      EXPECT_EQ(cuda().linear_stats().qkv_rope, fuse && c.M <= 16 ? 1 : 0) << "path taken";
+      std::vector<std::vector<float>> r;
+      for (const Twin* t : {o.q, o.kc, o.vc, o.attn, o.x}) r.push_back(ts.read(*t, true));
+      return r;
+    };
+    const auto unfused = run_gpu(false), fused = run_gpu(true);
+    const char* names[] = {"q", "k_cache", "v_cache", "attn_out", "x"};
+    size_t total = 0;
+    for (size_t i = 0; i < fused.size(); ++i) {
+      size_t diff = 0;
+      for (size_t j = 0; j < fused[i].size(); ++j)
+        diff += std::memcmp(&fused[i][j], &unfused[i][j], sizeof(float)) != 0;
+      EXPECT_EQ(diff, 0u) << names[i] << ": elements differing between fused and unfused";
+      total += diff;
+    }
+    std::printf("%s: %zu elements of q / k / v / attn_out / x differ fused vs unfused\n",
+                label.c_str(), total);
+  }
+  cuda().set_qkv_rope_fusion(true);
 }
 
 // Graph capture: replays equal the eager run bit for bit; repeated eager launches agree.

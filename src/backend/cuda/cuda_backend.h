@@ -142,6 +142,10 @@ class CudaBackend final : public Backend {
   void set_expert_mlp_chained(bool on) { expert_mlp_chained_ = on; }
   // The same for expert_attention's kernel: four launches, one per phase.
   void set_expert_attention_chained(bool on) { expert_attention_chained_ = on; }
+  // Whether expert_attention runs its qkv projection and qkv_split_rope as one skinny launch
+  // (the split / RoPE in the GEMM's epilogue, bit-identical to the two ops) where the skinny
+  // kernel takes the projection. On by default; tests and benchmarks compare both.
+  void set_qkv_rope_fusion(bool on) { qkv_rope_fusion_ = on; }
   // Which path linear() calls took (counted on the host at enqueue; tests and benchmarks read it).
   struct LinearStats {
     int64_t skinny = 0;      // weight-streaming kernel (bf16 or fp8 weights)
@@ -151,6 +155,7 @@ class CudaBackend final : public Backend {
     int64_t fp8_lt = 0;      // of `lt` + `lt_scratch`: FP8 x FP8 GEMMs (x quantized first)
     int64_t expert_mlp = 0;  // expert_mlp calls run as the one-launch kernel
     int64_t expert_attention = 0;  // expert_attention calls run as the one-launch kernel
+    int64_t qkv_rope = 0;  // of `skinny`: qkv projections with the split / RoPE epilogue
   };
   const LinearStats& linear_stats() const { return linear_stats_; }
   void reset_linear_stats() { linear_stats_ = LinearStats{}; }
@@ -215,6 +220,11 @@ class CudaBackend final : public Backend {
   // expert_attention's one-launch kernel, likewise (M <= 16, head_dim 256,
   // cuda_expert_attention.cu).
   bool expert_attention_fused(Tensor x, const ExpertAttention& a);
+  // expert_attention's qkv projection + qkv_split_rope as one skinny launch where it applies
+  // (set_qkv_rope_fusion), else false untouched (cuda_fused_linear.cu).
+  bool expert_qkv_rope(Tensor x, const ExpertAttention& a);
+  // fused_linear's unfused prologue: norm / GeGLU of x into `staged` (returned), or x itself.
+  Tensor stage_prologue(Tensor x, const LinearPrologue& pro, Tensor staged);
   // cudaMalloc that names `what` in its out-of-memory error; `counted`: part of bytes_allocated().
   void* device_malloc(size_t bytes, const char* what, bool counted);
   void release() noexcept;  // frees everything (destructor, failed constructor)
@@ -284,6 +294,7 @@ class CudaBackend final : public Backend {
   bool expert_row_pad_ = false;
   bool expert_mlp_chained_ = false;
   bool expert_attention_chained_ = false;
+  bool qkv_rope_fusion_ = true;
   LinearStats linear_stats_;
   // bf16 twins of uploaded F32 vectors: start address -> (bytes, twin) (load time).
   std::map<uintptr_t, std::pair<size_t, void*>> bias_bf16_;

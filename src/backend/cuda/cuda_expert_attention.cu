@@ -403,7 +403,7 @@ void CudaBackend::expert_attention(Tensor x, const ExpertAttention& e) {
   const char* op = "expert_attention";
   cuda::check_matrix(op, "x", x, x.rows(), x.cols(), {DType::kBF16, DType::kF32});
   if (x.rows() > 0 && expert_attention_fused(x, e)) return;
-  expert_attention_composed(*this, x, e);
+  expert_attention_composed(*this, x, e, [&] { return x.rows() > 0 && expert_qkv_rope(x, e); });
 }
 
 }  // namespace frt

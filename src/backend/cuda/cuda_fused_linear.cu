@@ -8,6 +8,8 @@
 //    10.4 / 8.8 unfused, FP8 calibration, the routing switch off) the unfused composition:
 //    add_rms_norm / add_ada_rms_norm / geglu into `staged`, linear() into y (no gate) or into
 //    `product`, then gated_add(y, product, gate).
+// Also expert_attention's qkv projection with qkv_split_rope in the skinny kernel's epilogue
+// (expert_qkv_rope; covered by tests/gpu/test_cuda_expert_attention.cpp).
 // Covered by tests/gpu/test_cuda_fused_linear.cpp; timed by bench/bench_fused_linear_cuda.cpp.
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_check.h"
@@ -16,8 +18,7 @@
 namespace frt {
 
 void CudaBackend::fused_linear(Tensor y, Tensor x, Tensor w, const LinearPrologue& pro,
-                               const Tensor* gate, bool accumulate, Tensor staged,
-                               Tensor product) {
+                               const Tensor* gate, bool accumulate, Tensor staged, Tensor product) {
   const char* op = "fused_linear";
   using Kind = LinearPrologue::Kind;
   const int64_t M = x.rows(), K = w.cols(), N = w.rows();
@@ -47,17 +48,7 @@ void CudaBackend::fused_linear(Tensor y, Tensor x, Tensor w, const LinearPrologu
     return;
   }
 
-  Tensor src = x;
-  if (pro.kind != Kind::kNone) {
-    cuda::check_matrix(op, "staged", staged, M, K, {DType::kBF16, DType::kF32});
-    if (pro.kind == Kind::kRmsNorm)
-      add_rms_norm(x, nullptr, staged, pro.scale, pro.eps);
-    else if (pro.kind == Kind::kAdaRmsNorm)
-      add_ada_rms_norm(x, nullptr, nullptr, staged, pro.scale, pro.shift, pro.eps);
-    else
-      geglu(staged, x);
-    src = staged;
-  }
+  const Tensor src = stage_prologue(x, pro, staged);
   if (!gate) {
     linear(y, src, w, nullptr, Activation::kNone, accumulate);
     return;
@@ -65,6 +56,54 @@ void CudaBackend::fused_linear(Tensor y, Tensor x, Tensor w, const LinearPrologu
   cuda::check_matrix(op, "product", product, M, N, {DType::kBF16, DType::kF32});
   linear(product, src, w, nullptr, Activation::kNone, false);
   gated_add(y, product, *gate);
+}
+
+Tensor CudaBackend::stage_prologue(Tensor x, const LinearPrologue& pro, Tensor staged) {
+  using Kind = LinearPrologue::Kind;
+  if (pro.kind == Kind::kNone) return x;
+  const int64_t K = pro.kind == Kind::kGeglu ? x.cols() / 2 : x.cols();
+  cuda::check_matrix("fused_linear", "staged", staged, x.rows(), K, {DType::kBF16, DType::kF32});
+  if (pro.kind == Kind::kRmsNorm)
+    add_rms_norm(x, nullptr, staged, pro.scale, pro.eps);
+  else if (pro.kind == Kind::kAdaRmsNorm)
+    add_ada_rms_norm(x, nullptr, nullptr, staged, pro.scale, pro.shift, pro.eps);
+  else
+    geglu(staged, x);
+  return staged;
+}
+
+// The qkv projection where fused_linear would take the skinny kernel (its prologue fused, or,
+// for FP8 weights behind a norm, after the norm kernel as fused_linear runs it), with
+// qkv_split_rope in the epilogue: one launch less per expert layer. Bit-identical to the two ops
+// when the composition's qkv buffer is bf16 (the epilogue rounds there before rotating).
+bool CudaBackend::expert_qkv_rope(Tensor x, const ExpertAttention& e) {
+  using Kind = LinearPrologue::Kind;
+  const Tensor& w = e.qkv_w;
+  if (!qkv_rope_fusion_ || e.qkv.dtype != DType::kBF16) return false;
+  if (w.dtype == DType::kF8E4M3 && quant_mode_ == QuantMode::kCalibrate) return false;
+  const int64_t S = x.rows(), P = e.prefix_rows;
+  SkinnyQkvRope r;
+  r.q = e.q;
+  r.k = e.k_cache.row_slice(P, S);
+  r.v = e.v_cache.row_slice(P, S);
+  r.num_q_heads = e.attn.num_q_heads;
+  r.num_kv_heads = e.attn.num_kv_heads;
+  r.head_dim = e.attn.head_dim;
+  r.pos_base = &e.attn.key_valid;
+  r.theta = e.rope_theta;
+  if (skinny_fused_would_handle(*this, e.qkv, x, w, e.pro)) {
+    if (!skinny_qkv_rope_supported(x, w, e.pro, r)) return false;
+    skinny_gemm_qkv_rope(*this, x, w, e.pro, r);
+  } else {
+    const bool norm = e.pro.kind == Kind::kRmsNorm || e.pro.kind == Kind::kAdaRmsNorm;
+    if (!norm || !skinny_gemm_would_handle(*this, e.qkv, e.staged, w, nullptr) ||
+        !skinny_qkv_rope_supported(e.staged, w, LinearPrologue{}, r))
+      return false;
+    skinny_gemm_qkv_rope(*this, stage_prologue(x, e.pro, e.staged), w, LinearPrologue{}, r);
+  }
+  ++linear_stats_.skinny;
+  ++linear_stats_.qkv_rope;
+  return true;
 }
 
 }  // namespace frt

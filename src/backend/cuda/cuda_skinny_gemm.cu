@@ -45,7 +45,9 @@
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/cuda_common.cuh"
 #include "backend/cuda/cuda_e4m3_dequant.cuh"
+#include "backend/cuda/cuda_rope.cuh"
 #include "backend/cuda/cuda_skinny_gemm.h"
+#include "backend/cuda/cuda_skinny_gemm_args.cuh"
 
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
 #define FRT_SKINNY_CLUSTERS 1  // device code with thread-block clusters
@@ -57,41 +59,12 @@ namespace frt {
 
 namespace {
 using cuda::Mat;
+using namespace skinny;  // SkinnyArgs, QkvSplit, Prologue (cuda_skinny_gemm_args.cuh)
 
 constexpr int kWarps = 8;
 constexpr int kThreads = kWarps * 32;
 constexpr int kTileRows = kWarps * 16;  // weight rows per CTA x warps along k
 constexpr int kMaxCluster = 8;          // portable cluster size
-
-struct SkinnyArgs {
-  const void* w;  // [N, K] BF16 or F8E4M3, row stride ldw (elements)
-  const float* w_scale;  // F8E4M3: the per-tensor scale (device), else null
-  int64_t ldw;
-  const void* x;  // [M, K] BF16 or F32, row stride ldx
-  int64_t ldx;
-  Mat y;     // [M, N]
-  Mat bias;  // [N] or absent
-  int act, accumulate;
-  int M, N, K;
-  int ks;       // k per CTA (the cluster's split of K), a multiple of the batch k
-  int xs_log2;  // log2 of the k width of one x stage (>= the batch k)
-  int cluster;  // CTAs per cluster along grid x (the k-splits); 1 = no cluster
-  // fused_linear (cuda_fused_linear.cu): the prologue applied to x as it is staged and the gate
-  // of the epilogue. pro: a Prologue (kProNone for linear()).
-  int pro;
-  Mat pro_scale, pro_shift;  // [K] (norm prologues)
-  float eps;
-  int x_up;     // kProGeglu: column of x where the up half starts (= K), else 0
-  int rms_off;  // norm prologues: byte offset of inv_rms[M] in shared memory (past the stage
-                // area and the partial tile that reuses it)
-  int pro_off;  // norm_full: byte offset in shared memory of the staged scale (shift at + 4 ks)
-  int norm_full;  // norm prologue with whole x rows in one stage (k 0 .. K, the CTA's k-range
-                  // at column kb): one cp.async round trip; 0: rows too long, read from L2
-  Mat gate;     // [N] or absent: y (+)= gate[n] * ...
-};
-
-// LinearPrologue::Kind, as the kernel's runtime switch.
-enum Prologue : int { kProNone = 0, kProRms = 1, kProAda = 2, kProGeglu = 3 };
 
 #include "backend/cuda/cuda_skinny_gemm.cuh"  // device helpers (inside this namespace)
 
@@ -120,14 +93,14 @@ template <int MT, int U, int WK, bool XF32, bool W8>
 __global__ void __launch_bounds__(kThreads, 2) skinny_gemm_kernel(const SkinnyArgs a) {
   static_assert(!(W8 && XF32), "fp8 weights take bf16 x only");
   extern __shared__ __align__(16) unsigned char smem[];
-  constexpr int ES = W8 ? 1 : 2;        // bytes per weight
-  constexpr int VE = 16 / ES;           // weights per 16-byte vector
-  constexpr int kStepK = 4 * VE;        // k per step of a quad
-  constexpr int MP = 8 * MT;            // x rows a stage holds
-  constexpr int kWarpsN = kWarps / WK;  // warps along n
-  constexpr int kRows = 16 * kWarpsN;   // R: weight rows per CTA
+  constexpr int ES = W8 ? 1 : 2;            // bytes per weight
+  constexpr int VE = 16 / ES;               // weights per 16-byte vector
+  constexpr int kStepK = 4 * VE;            // k per step of a quad
+  constexpr int MP = 8 * MT;                // x rows a stage holds
+  constexpr int kWarpsN = kWarps / WK;      // warps along n
+  constexpr int kRows = 16 * kWarpsN;       // R: weight rows per CTA
   constexpr int kBatchK = kStepK * U * WK;  // k per CTA batch (each warp: kStepK U of it)
-  constexpr int kPitch = kRows + 4;     // partial-tile row pitch (floats), bank-spread
+  constexpr int kPitch = kRows + 4;         // partial-tile row pitch (floats), bank-spread
 #if !FRT_SKINNY_CLUSTERS
   if (a.cluster > 1) __trap();  // the host never asks for a cluster from a pre-sm_90 build
 #endif
@@ -149,8 +122,10 @@ __global__ void __launch_bounds__(kThreads, 2) skinny_gemm_kernel(const SkinnyAr
   const int n_lo = n_base + wn * 16 + g, n_hi = n_lo + 8;
   const bool ok_lo = n_lo < a.N, ok_hi = n_hi < a.N;
   const unsigned char* wb8 = static_cast<const unsigned char*>(a.w);
-  const unsigned char* w_lo = wb8 + static_cast<int64_t>(ok_lo ? n_lo : 0) * a.ldw * ES;
-  const unsigned char* w_hi = wb8 + static_cast<int64_t>(ok_hi ? n_hi : 0) * a.ldw * ES;
+  const unsigned char* w_lo =
+      wb8 + static_cast<int64_t>(ok_lo ? weight_row(a, n_lo) : 0) * a.ldw * ES;
+  const unsigned char* w_hi =
+      wb8 + static_cast<int64_t>(ok_hi ? weight_row(a, n_hi) : 0) * a.ldw * ES;
   const int k_lane = kb + wq * U * kStepK + VE * t;  // this lane's first k in batch 0
 
   float acc[MT][4];
@@ -293,6 +268,24 @@ __global__ void __launch_bounds__(kThreads, 2) skinny_gemm_kernel(const SkinnyAr
   asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
   asm volatile("griddepcontrol.wait;" ::: "memory");
 #endif
+  // The epilogue's operands (see below) of this thread's first row group: they come from
+  // earlier kernels, so they are read after the wait, and reading them here hides their latency
+  // behind the x staging and the MMAs instead of adding it after the reduction.
+  const int lin = blockIdx.x * kThreads + threadIdx.x;
+  const int r = lin % kRows, n = n_base + r;
+  const int m_step = a.cluster * (kThreads / kRows);
+  const bool live = n < a.N;
+  const int m_first0 = lin / kRows;
+  constexpr int kGroup = 4;  // x rows per thread finished together
+  const float bias_n = live ? cuda::load_vec(a.bias, n, 0.f) : 0.f;
+  const float gate_n = live ? cuda::load_vec(a.gate, n, 1.f) : 1.f;
+  const float w_scale = W8 ? *a.w_scale : 1.f;
+  float y_first[kGroup];  // y (+)= ...: the residual of the first row group
+#pragma unroll
+  for (int i = 0; i < kGroup; ++i) {
+    const int m = m_first0 + i * m_step;
+    y_first[i] = live && a.accumulate && m < a.M ? cuda::load(a.y, m, n) : 0.f;
+  }
   if (!XF32 && !a.norm_full && (a.pro == kProRms || a.pro == kProAda)) {  // uniform
     row_inv_rms(inv_rms, static_cast<const __nv_bfloat16*>(a.x), a.ldx, a.M, a.K, a.eps);
     __syncthreads();
@@ -335,39 +328,47 @@ __global__ void __launch_bounds__(kThreads, 2) skinny_gemm_kernel(const SkinnyAr
   // r = lin % R (one weight row n: bias loaded once) and x rows m = lin / R + i * m_step. Each
   // output sums the partials of every (cluster rank q, k slot) in a fixed order: results do
   // not depend on scheduling.
-  const int lin = blockIdx.x * kThreads + threadIdx.x;
-  const int r = lin % kRows, n = n_base + r;
-  const int m_step = a.cluster * (kThreads / kRows);
-  const bool live = n < a.N;
-  const float bias_n = live ? cuda::load_vec(a.bias, n, 0.f) : 0.f;
-  const float gate_n = live ? cuda::load_vec(a.gate, n, 1.f) : 1.f;
-  const float w_scale = W8 ? *a.w_scale : 1.f;  // after griddepcontrol.wait: may be new
-  constexpr int kGroup = 4;  // x rows per thread finished together
+  constexpr int kParts = kMaxCluster * WK;  // partials of one output (cluster ranks x k slots)
   float out[kGroup];
-  int m_first = lin / kRows;
-  for (; m_first < a.M; m_first += kGroup * m_step) {
-#pragma unroll
-    for (int i = 0; i < kGroup; ++i) {
-      const int m = m_first + i * m_step;
-      float s = 0.f;
-      if (m < a.M) {
+  for (int m_first = m_first0; m_first < a.M; m_first += kGroup * m_step) {
 #if FRT_SKINNY_CLUSTERS
-        const uint32_t off = part_s + 4u * ((m * kPitch) + r);
+    if (a.cluster > 1) {
+      // All partials of an output are requested before any is summed: a distributed-shared-
+      // memory load takes ~200 cycles, and summing each as it arrived serialized them. Ranks
+      // past the cluster read rank 0 (valid, discarded), so the loads carry no branch; the sum
+      // keeps the fixed (rank, k slot) order. (M <= m_step, the routed case: one row group.)
 #pragma unroll
-        for (int q = 0; q < kMaxCluster; ++q) {
-          if (q >= a.cluster) continue;
-          const uint32_t base = a.cluster > 1 ? map_rank(off, q) : off;
+      for (int i = 0; i < kGroup; ++i) {
+        const int m = m_first + i * m_step;
+        float s = 0.f;
+        if (m < a.M) {
+          const uint32_t off = part_s + 4u * ((m * kPitch) + r);
+          float v[kParts];
 #pragma unroll
-          for (int k = 0; k < WK; ++k)
-            s += a.cluster > 1 ? ld_cluster(base + 4u * k * MP * kPitch)
-                               : part[(k * MP + m) * kPitch + r];
+          for (int q = 0; q < kMaxCluster; ++q) {
+            const uint32_t base = map_rank(off, q < a.cluster ? q : 0);
+#pragma unroll
+            for (int k = 0; k < WK; ++k) v[q * WK + k] = ld_cluster(base + 4u * k * MP * kPitch);
+          }
+#pragma unroll
+          for (int j = 0; j < kParts; ++j)
+            if (j < a.cluster * WK) s += v[j];
         }
-#else
-#pragma unroll
-        for (int k = 0; k < WK; ++k) s += part[(k * MP + m) * kPitch + r];
-#endif
+        out[i] = s;
       }
-      out[i] = s;
+    } else
+#endif
+    {
+#pragma unroll
+      for (int i = 0; i < kGroup; ++i) {
+        const int m = m_first + i * m_step;
+        float s = 0.f;
+        if (m < a.M) {
+#pragma unroll
+          for (int k = 0; k < WK; ++k) s += part[(k * MP + m) * kPitch + r];
+        }
+        out[i] = s;
+      }
     }
     if (!live) continue;
 #pragma unroll
@@ -375,8 +376,12 @@ __global__ void __launch_bounds__(kThreads, 2) skinny_gemm_kernel(const SkinnyAr
       const int m = m_first + i * m_step;
       if (m >= a.M) continue;
       float v = cuda::apply_act(a.act, (W8 ? out[i] * w_scale : out[i]) + bias_n);
+      if (a.split.on) {  // live and m are warp-uniform here (N % 64 == 0): the pair's shuffle
+        store_qkv_split(a.split, m, n, v);
+        continue;
+      }
       if (a.gate.p) v *= gate_n;  // the gated residual of fused_linear
-      if (a.accumulate) v += cuda::load(a.y, m, n);
+      if (a.accumulate) v += m_first == m_first0 ? y_first[i] : cuda::load(a.y, m, n);
       cuda::store(a.y, m, n, v);
     }
   }
@@ -417,17 +422,21 @@ KernelFn kernel_of(int wk) {
 
 template <int MT>
 KernelFn kernel_mt(int wk, int var) {
-  return var == kVarW8 ? kernel_of<MT, kVarW8>(wk)
+  return var == kVarW8     ? kernel_of<MT, kVarW8>(wk)
          : var == kVarXf32 ? kernel_of<MT, kVarXf32>(wk)
                            : kernel_of<MT, kVarBf16>(wk);
 }
 
 KernelFn kernel_for(int mt, int wk, int var) {
   switch (mt) {
-    case 1: return kernel_mt<1>(wk, var);
-    case 2: return kernel_mt<2>(wk, var);
-    case 4: return kernel_mt<4>(wk, var);
-    default: return kernel_mt<8>(wk, var);
+    case 1:
+      return kernel_mt<1>(wk, var);
+    case 2:
+      return kernel_mt<2>(wk, var);
+    case 4:
+      return kernel_mt<4>(wk, var);
+    default:
+      return kernel_mt<8>(wk, var);
   }
 }
 
@@ -436,7 +445,7 @@ struct Plan {
   int64_t ks = 0, blocks_n = 0;
   size_t smem = 0, rms_off = 0, pro_off = 0;
   bool norm_full = false;  // norm prologue: whole x rows staged once (SkinnyArgs::norm_full)
-  bool clusters = false;  // device and kernel code support clusters (and griddepcontrol)
+  bool clusters = false;   // device and kernel code support clusters (and griddepcontrol)
 };
 
 // Shared memory of a CTA: the x stage, reused by the partial tile.
@@ -559,7 +568,8 @@ Plan make_plan(const CudaBackend& be, int64_t M, int64_t N, int64_t K, int var, 
   p.rows = kTileRows / p.wk;
   p.batch_k = step_k(var) * p.u * p.wk;
   p.blocks_n = (N + p.rows - 1) / p.rows;
-  while (!wide && p.cluster < max_split && p.blocks_n * 2 * p.cluster <= 2 * static_cast<int64_t>(dev.sms) &&
+  while (!wide && p.cluster < max_split &&
+         p.blocks_n * 2 * p.cluster <= 2 * static_cast<int64_t>(dev.sms) &&
          K >= 2 * static_cast<int64_t>(p.cluster) * p.batch_k)
     p.cluster *= 2;
   if (const int f = g_force_cluster.load(std::memory_order_relaxed); f >= 1)
@@ -602,8 +612,12 @@ Tensor gemm_x(const Tensor& x, const LinearPrologue& pro) {
 }
 
 // One launch of the kernel: linear()'s GEMM (pro kNone, gate null) or fused_linear's.
-void launch(CudaBackend& be, const char* op, Tensor y, Tensor x, Tensor w, const Tensor* bias,
-            Activation act, bool accumulate, const LinearPrologue& pro, const Tensor* gate) {
+}  // namespace
+
+void skinny::launch(CudaBackend& be, const char* op, Tensor y, Tensor x, Tensor w,
+                    const Tensor* bias, Activation act, bool accumulate, const LinearPrologue& pro,
+                    const Tensor* gate, const QkvSplit* split) {
+  x = gemm_x(x, pro);
   const int64_t M = x.rows(), K = w.cols(), N = w.rows();
   const int var = variant_of(x.dtype, w.dtype);
   const Plan p = make_plan(be, M, N, K, var, static_cast<int>(pro.kind));
@@ -633,6 +647,7 @@ void launch(CudaBackend& be, const char* op, Tensor y, Tensor x, Tensor w, const
   args.pro_off = static_cast<int>(p.pro_off);
   args.norm_full = p.norm_full ? 1 : 0;
   args.gate = cuda::mat_of(gate);
+  if (split) args.split = *split;
 
   cudaLaunchConfig_t cfg{};
   cfg.gridDim = dim3(static_cast<unsigned>(p.cluster), static_cast<unsigned>(p.blocks_n), 1);
@@ -658,32 +673,15 @@ void launch(CudaBackend& be, const char* op, Tensor y, Tensor x, Tensor w, const
   FRT_CUDA_CHECK(op, cudaLaunchKernelEx(&cfg, kernel_for(p.mt, p.wk, var), args));
   FRT_CUDA_LAUNCH_CHECK(op);
 }
-}  // namespace
-
-void skinny_gemm(CudaBackend& be, Tensor y, Tensor x, Tensor w, const Tensor* bias, Activation act,
-                 bool accumulate) {
-  const char* op = "linear (skinny)";
-  cuda::check_arg(skinny_gemm_supported(y, x, w, bias), op,
-                  "operands outside the skinny kernel's domain (see skinny_gemm_supported)");
-  launch(be, op, y, x, w, bias, act, accumulate, LinearPrologue{}, nullptr);
-}
-
-void skinny_gemm_fused(CudaBackend& be, Tensor y, Tensor x, Tensor w, const LinearPrologue& pro,
-                       const Tensor* gate, bool accumulate) {
-  const char* op = "fused_linear (skinny)";
-  cuda::check_arg(skinny_fused_supported(y, x, w, pro), op,
-                  "operands outside the skinny kernel's domain (see skinny_fused_supported)");
-  launch(be, op, y, gemm_x(x, pro), w, nullptr, Activation::kNone, accumulate, pro, gate);
-}
 
 void skinny_gemm_force_plan(int wk, int cluster) {
   g_force_wk.store(wk, std::memory_order_relaxed);
   g_force_cluster.store(cluster, std::memory_order_relaxed);
 }
 
-std::string skinny_gemm_plan(const CudaBackend& be, int64_t M, int64_t N, int64_t K,
-                             DType x_dtype, DType w_dtype) {
-  const Plan p = make_plan(be, M, N, K, variant_of(x_dtype, w_dtype), kProNone);
+std::string skinny_gemm_plan(const CudaBackend& be, int64_t M, int64_t N, int64_t K, DType x_dtype,
+                             DType w_dtype) {
+  const Plan p = make_plan(be, M, N, K, variant_of(x_dtype, w_dtype), skinny::kProNone);
   std::ostringstream os;
   os << "m_tiles=" << p.mt << " steps/batch=" << p.u << " rows/cta=" << p.rows
      << " k_split=" << p.cluster << (p.cluster > 1 ? " (cluster)" : "")

@@ -145,9 +145,8 @@ __device__ __forceinline__ uint4 pack_bf16x8(const float (&f)[8]) {
 
 // Element i of a norm parameter vector (F32 or BF16, cuda::ElemType `type`) staged at p.
 __device__ __forceinline__ float smem_param(const unsigned char* p, int type, int i) {
-  return type == cuda::kElemBF16
-             ? __bfloat162float(reinterpret_cast<const __nv_bfloat16*>(p)[i])
-             : reinterpret_cast<const float*>(p)[i];
+  return type == cuda::kElemBF16 ? __bfloat162float(reinterpret_cast<const __nv_bfloat16*>(p)[i])
+                                 : reinterpret_cast<const float*>(p)[i];
 }
 
 // bf16(gelu_tanh(g) * u) of 8 gate / up values (the unfused geglu's arithmetic).
@@ -216,4 +215,45 @@ __device__ __forceinline__ void finish_norm_stage(const SkinnyArgs& a, unsigned 
     if constexpr (W8) v = permute_x8(v);
     *p = v;
   }
+}
+
+// ---- skinny_gemm_qkv_rope's epilogue (SkinnyArgs::split) ----
+
+// The weight row behind tile row n. With the split epilogue, rows below rope_cols are taken in
+// rotation-pair order: tile rows 2i, 2i + 1 of a head are its rows i and i + D/2, so the two
+// values RoPE rotates together land in adjacent lanes of the epilogue. Also the output column.
+__device__ __forceinline__ int weight_row(const SkinnyArgs& a, int n) {
+  if (!a.split.on || n >= a.split.rope_cols) return n;
+  const int d = a.split.head_dim, head = n / d, j = n - head * d;
+  return head * d + (j >> 1) + (j & 1) * (d >> 1);
+}
+
+// Output (m, tile row n) = v, the fp32 GEMM result: rounded to bf16 as the qkv buffer of the
+// unfused path holds it, rotated with its pair's value (the neighbouring lane: the whole warp
+// calls this together) using qkv_split_rope's arithmetic, and stored into q, k or v.
+__device__ __forceinline__ void store_qkv_split(const QkvSplit& s, int m, int n, float v) {
+  v = __bfloat162float(__float2bfloat16_rn(v));
+  const float partner = __shfl_xor_sync(0xffffffffu, v, 1);
+  int c = n;
+  if (n < s.rope_cols) {
+    const int d = s.head_dim, head = n / d, j = n - head * d, i = j >> 1;
+    const int64_t base = s.pos_base ? static_cast<int64_t>(*s.pos_base) : 0;
+    const float pos = static_cast<float>(static_cast<int64_t>(s.pos_offset) + base + m);
+    float cs, sn;
+    cuda::rope_cos_sin(pos, s.inv_freq[i], &cs, &sn);
+    if ((j & 1) == 0) {  // x1 = v, x2 = partner
+      v = __fsub_rn(__fmul_rn(v, cs), __fmul_rn(partner, sn));
+      c = head * d + i;
+    } else {  // x2 = v, x1 = partner
+      v = __fadd_rn(__fmul_rn(v, cs), __fmul_rn(partner, sn));
+      c = head * d + i + (d >> 1);
+    }
+  }
+  const Mat* dst = &s.q;
+  if (c >= s.q_cols) {
+    c -= s.q_cols;
+    dst = c < s.kv_cols ? &s.k : &s.v;
+    if (c >= s.kv_cols) c -= s.kv_cols;
+  }
+  cuda::store(*dst, m, c, v);
 }

@@ -58,6 +58,26 @@ bool skinny_fused_would_handle(const CudaBackend& be, const Tensor& y, const Ten
 void skinny_gemm_fused(CudaBackend& be, Tensor y, Tensor x, Tensor w, const LinearPrologue& pro,
                        const Tensor* gate, bool accumulate);
 
+// The expert's qkv projection with qkv_split_rope fused into the epilogue (one launch instead
+// of two): q / k / v = split(rope(bf16(pro(x) . w^T))) with fused_linear's prologue and
+// qkv_split_rope's arithmetic (bit-identical to the two ops in sequence when the qkv buffer
+// between them is bf16). k, v may be row slices of a KV cache.
+inline constexpr int kSkinnyMaxRopePairs = 128;  // head_dim / 2 limit of the RoPE epilogue
+struct SkinnyQkvRope {
+  Tensor q, k, v;  // [M, Hq D], [M, Hkv D], [M, Hkv D], BF16 or F32
+  int num_q_heads = 0, num_kv_heads = 0, head_dim = 0;
+  int pos_offset = 0;
+  const Tensor* pos_base = nullptr;  // I32 [1] on the device, added to every position
+  float theta = 0.f;                 // 0: no RoPE (split only)
+};
+// Whether skinny_gemm_qkv_rope can run it: what skinny_fused_supported needs of x / w / pro,
+// w rows = (Hq + 2 Hkv) head_dim, a multiple of 64, even head_dim <= 2 kSkinnyMaxRopePairs.
+bool skinny_qkv_rope_supported(const Tensor& x, const Tensor& w, const LinearPrologue& pro,
+                               const SkinnyQkvRope& r);
+// One launch; precondition skinny_qkv_rope_supported (throws kInternal otherwise).
+void skinny_gemm_qkv_rope(CudaBackend& be, Tensor x, Tensor w, const LinearPrologue& pro,
+                          const SkinnyQkvRope& r);
+
 // Benchmarks only: force the warps along k (1: 128 rows per CTA, 2: 64) and the k-split
 // (cluster size 1..8; 1 without clusters) of every later launch; 0 leaves the plan's choice.
 // Process-wide, not synchronized with launches on other threads.

@@ -1,11 +1,14 @@
-// Which calls the skinny weight-streaming GEMM (cuda_skinny_gemm.cu) takes and which of them
-// CudaBackend::linear / fused_linear route to it: the operand checks and the measured routing
-// limits (see cuda_skinny_gemm.h). Host code only.
+// Which calls the skinny weight-streaming GEMM (cuda_skinny_gemm.cu) takes, which of them
+// CudaBackend::linear / fused_linear route to it (the operand checks and the measured routing
+// limits, see cuda_skinny_gemm.h), and the checked entry points that launch it. Host code only.
 // Covered by tests/gpu/test_cuda_skinny_gemm.cpp and test_cuda_fused_linear.cpp.
 #include <cstdint>
 
 #include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/cuda_check.h"
+#include "backend/cuda/cuda_rope.cuh"
 #include "backend/cuda/cuda_skinny_gemm.h"
+#include "backend/cuda/cuda_skinny_gemm_args.cuh"
 
 namespace frt {
 
@@ -68,8 +71,7 @@ bool skinny_fused_supported(const Tensor& y, const Tensor& x, const Tensor& w,
   if (pro.kind == LinearPrologue::Kind::kAdaRmsNorm &&
       (!aligned16(pro.scale.data) || !aligned16(pro.shift.data)))
     return false;
-  const Tensor gx =
-      pro.kind == LinearPrologue::Kind::kGeglu ? x.col_slice(0, x.cols() / 2) : x;
+  const Tensor gx = pro.kind == LinearPrologue::Kind::kGeglu ? x.col_slice(0, x.cols() / 2) : x;
   return skinny_gemm_supported(y, gx, w, nullptr);
 }
 
@@ -84,11 +86,64 @@ bool skinny_fused_would_handle(const CudaBackend& be, const Tensor& y, const Ten
   // 5.3 vs 6.4, 8.1 vs 9.7 us; fp8: 8.4 vs 7.3 (a loss), 5.5 vs 6.2, 7.5 vs 9.1).
   // FP8 weights behind a norm: the W8A16 stream after the norm kernel measured faster than
   // fused (7.3 vs 8.4 us at qkv), so only their GeGLU / gated-residual fusions stay.
-  const bool norm = pro.kind == LinearPrologue::Kind::kRmsNorm ||
-                    pro.kind == LinearPrologue::Kind::kAdaRmsNorm;
+  const bool norm =
+      pro.kind == LinearPrologue::Kind::kRmsNorm || pro.kind == LinearPrologue::Kind::kAdaRmsNorm;
   if (w.dtype == DType::kF8E4M3 && norm) return false;
   return be.skinny_gemm_enabled() && x.rows() <= kFusedRouteMaxRows && within_route_bytes(w) &&
          skinny_fused_supported(y, x, w, pro);
+}
+
+void skinny_gemm(CudaBackend& be, Tensor y, Tensor x, Tensor w, const Tensor* bias, Activation act,
+                 bool accumulate) {
+  const char* op = "linear (skinny)";
+  cuda::check_arg(skinny_gemm_supported(y, x, w, bias), op,
+                  "operands outside the skinny kernel's domain (see skinny_gemm_supported)");
+  skinny::launch(be, op, y, x, w, bias, act, accumulate, LinearPrologue{}, nullptr, nullptr);
+}
+
+void skinny_gemm_fused(CudaBackend& be, Tensor y, Tensor x, Tensor w, const LinearPrologue& pro,
+                       const Tensor* gate, bool accumulate) {
+  const char* op = "fused_linear (skinny)";
+  cuda::check_arg(skinny_fused_supported(y, x, w, pro), op,
+                  "operands outside the skinny kernel's domain (see skinny_fused_supported)");
+  skinny::launch(be, op, y, x, w, nullptr, Activation::kNone, accumulate, pro, gate, nullptr);
+}
+
+bool skinny_qkv_rope_supported(const Tensor& x, const Tensor& w, const LinearPrologue& pro,
+                               const SkinnyQkvRope& r) {
+  const int64_t M = x.rows(), D = r.head_dim;
+  if (r.num_q_heads < 1 || r.num_kv_heads < 1 || D < 2 || D % 2 != 0) return false;
+  if (r.theta != 0.f && D / 2 > kSkinnyMaxRopePairs) return false;
+  const int64_t q_cols = r.num_q_heads * D, kv_cols = r.num_kv_heads * D;
+  if (w.rows() != q_cols + 2 * kv_cols || w.rows() % 64 != 0) return false;  // warp-uniform pairs
+  if (r.q.rows() != M || r.k.rows() != M || r.v.rows() != M || r.q.cols() != q_cols ||
+      r.k.cols() != kv_cols || r.v.cols() != kv_cols)
+    return false;
+  for (const Tensor* t : {&r.q, &r.k, &r.v})
+    if (t->dtype != DType::kBF16 && t->dtype != DType::kF32) return false;
+  if (r.pos_base && (r.pos_base->dtype != DType::kI32 || r.pos_base->numel() != 1)) return false;
+  return skinny_fused_supported(r.q, x, w, pro);
+}
+
+void skinny_gemm_qkv_rope(CudaBackend& be, Tensor x, Tensor w, const LinearPrologue& pro,
+                          const SkinnyQkvRope& r) {
+  const char* op = "qkv projection + RoPE (skinny)";
+  cuda::check_arg(skinny_qkv_rope_supported(x, w, pro, r), op,
+                  "operands outside the kernel's domain (see skinny_qkv_rope_supported)");
+  skinny::QkvSplit s{};
+  s.on = 1;
+  s.q = cuda::mat_of(r.q);
+  s.k = cuda::mat_of(r.k);
+  s.v = cuda::mat_of(r.v);
+  s.head_dim = r.head_dim;
+  s.q_cols = r.num_q_heads * r.head_dim;
+  s.kv_cols = r.num_kv_heads * r.head_dim;
+  s.rope_cols = r.theta != 0.f ? s.q_cols + s.kv_cols : 0;
+  s.pos_offset = r.pos_offset;
+  s.pos_base = r.pos_base ? r.pos_base->as<const int32_t>() : nullptr;
+  for (int i = 0; i < r.head_dim / 2 && s.rope_cols > 0; ++i)
+    s.inv_freq[i] = cuda::rope_inv_freq(r.theta, i, r.head_dim);
+  skinny::launch(be, op, r.q, x, w, nullptr, Activation::kNone, false, pro, nullptr, &s);
 }
 
 }  // namespace frt
