@@ -1,16 +1,15 @@
-// Benchmark of the action expert's two halves as ops, each as its one-launch persistent kernel
-// against the composition it replaces. expert_attention (cuda_expert_attention.cu): norm, qkv,
-// RoPE, attention over a 2-view prefix (712 rows, 560 valid) + the suffix, o, gated residual;
-// composed: skinny qkv, RoPE kernel, flash attention split + combine, skinny o.
-// expert_mlp (src/backend/cuda/cuda_expert_mlp.cu): the action expert's MLP half
-// (adaRMS / RMSNorm -> gate_up 1024 -> 8192 -> GeGLU -> down 4096 -> 1024 + gated residual) as
-// the one-launch kernel against the composition it replaces (fused_linear twice: norm +
-// cuBLASLt gate_up, skinny down with the GeGLU prologue; FP8: norm + quantize + FP8 cuBLASLt,
-// skinny W8A16 down), bf16 and FP8 weights, M = 10 (Pi0.5) and 11 (Pi0). Per case: 1. check: fused
-// vs composed change of x (cosine, max abs error); 2. time: a CUDA graph of 100 calls of each path
-// rotating over weight copies (>= 160 MB, so L2 never serves weights), 20 timed replays, us per
-// call, next to the weight-streaming floor at the measured device copy bandwidth. One "csv,..."
-// line per case. Run: build/bench_expert_cuda  (exits 0 with a note when no usable GPU)
+// Benchmark of the action expert's two halves as the ops the model calls, at the expert's shapes,
+// bf16 and FP8 weights, M = 10 (Pi0.5: adaRMS, gated residual) and 11 (Pi0: RMSNorm, the state
+// row blind to the actions). expert_attention (cuda_expert_ops.cu): norm + qkv with the q / k / v
+// split and RoPE in the skinny kernel's epilogue (one launch), flash attention over a 2-view
+// prefix (712 rows, 560 valid) + the suffix (split + combine), skinny o + gated residual; next to
+// it the same with the qkv projection and the RoPE kernel unfused (set_qkv_rope_fusion(false)).
+// expert_mlp: norm + cuBLASLt gate_up (FP8: quantize + FP8 cuBLASLt), skinny down with the GeGLU
+// prologue and the gated residual. Per case: 1. check (attention): fused vs unfused change of x,
+// which must agree bit for bit; 2. time: a CUDA graph of 100 calls rotating over weight copies
+// (>= 160 MB, so L2 never serves weights), 20 timed replays, us per call, next to the
+// weight-streaming floor at the measured device copy bandwidth. One "csv,..." line per case.
+// Run: build/bench_expert_cuda  (exits 0 with a note when no usable GPU)
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -36,53 +35,36 @@ using Kind = LinearPrologue::Kind;
 
 constexpr int64_t kD = 1024, kF = 4096;
 
-// One op on x (updated in place) as its persistent kernel and as the composition: the change of
-// x each makes from x0 (check) and the graph-replay time per call of each (x accumulates over the
+// One op on x (updated in place), as the backend runs it and, for expert_attention, with its
+// qkv projection and RoPE kernel unfused: the change of x each makes from x0 (max abs difference
+// between them: 0 expected) and the graph-replay time per call of each (x accumulates over the
 // replays; |gate| < 1 and the norm keep values bounded).
 struct OpTiming {
-  bench::Agreement check;  // fused change vs composed change
-  bool one_launch = false;
-  double fused_us = 0, fused_padded_us = 0, composed_us = 0;
-  double chained_us = 0;  // the kernel as PDL-chained launches, one per phase
-  double composed_unfused_us = 0;  // composed without the qkv + RoPE fusion (set_qkv_rope_fusion)
+  double us = 0, unfused_us = 0;
+  float max_diff = 0;  // |fused - unfused| over the change of x
 };
-template <typename Call, typename Launched>
+template <typename Call>
 OpTiming time_op(frt::CudaBackend& be, const Tensor& x, const Tensor& x0, Call&& call,
-                 Launched&& launched) {
+                 bool qkv_rope) {
   OpTiming t;
-  const auto set_expert_fusion = [&be](bool on) { be.set_expert_fusion(on, on); };
   auto delta = [&](bool fuse) {
-    set_expert_fusion(fuse);
+    be.set_qkv_rope_fusion(fuse);
     BENCH_CHECK(cudaMemcpy(x.data, x0.data, x0.nbytes(), cudaMemcpyDeviceToDevice));
-    be.reset_linear_stats();
     call(0);
     be.synchronize();
-    if (fuse) t.one_launch = launched() == 1;
-    std::vector<float> after = bench::read_f32(be, x), before = bench::read_f32(be, x0);
-    for (size_t i = 0; i < after.size(); ++i) after[i] -= before[i];
-    return after;
+    return bench::read_f32(be, x);
   };
-  const std::vector<float> fused = delta(true), composed = delta(false);
-  t.check = bench::agreement(fused, composed);
   auto timed = [&](bool fuse) {
-    set_expert_fusion(fuse);
+    be.set_qkv_rope_fusion(fuse);
     BENCH_CHECK(cudaMemcpy(x.data, x0.data, x0.nbytes(), cudaMemcpyDeviceToDevice));
     return bench::median(bench::time_graph_replays(be.stream(), bench::kRotatedCalls, call));
   };
-  t.fused_us = timed(true);
-  t.composed_us = timed(false);
-  be.set_qkv_rope_fusion(false);
-  t.composed_unfused_us = timed(false);
-  be.set_qkv_rope_fusion(true);
-  be.set_expert_row_pad(true);
-  t.fused_padded_us = timed(true);
-  be.set_expert_row_pad(false);
-  be.set_expert_mlp_chained(true);  // both ops' kernels as PDL-chained launches per phase
-  be.set_expert_attention_chained(true);
-  t.chained_us = timed(true);
-  be.set_expert_mlp_chained(false);
-  be.set_expert_attention_chained(false);
-  be.set_expert_fusion(false, false);  // the backend's default again
+  if (qkv_rope) {
+    const std::vector<float> a = delta(true), b = delta(false);
+    for (size_t i = 0; i < a.size(); ++i) t.max_diff = std::max(t.max_diff, std::fabs(a[i] - b[i]));
+    t.unfused_us = timed(false);
+  }
+  t.us = timed(true);  // the backend's default last: it stays set
   return t;
 }
 
@@ -98,24 +80,18 @@ LinearPrologue norm_of(frt::CudaBackend& be, bench::RandomTensors& rnd, Kind kin
 
 void report(const char* op, const char* prec, Kind kind, bool gated, int64_t M, const OpTiming& t,
             size_t weight_bytes, double copy_gbs) {
-  // FP8: the composition quantizes the GEMM inputs (W8A8), the fused kernels do not (W8A16).
-  const bool w8 = std::string(prec) == "fp8";
-  const bench::Agreement& c = t.check;
-  const bool ok =
-      c.finite && c.cos >= (w8 ? 0.995 : 0.999) && c.max_abs <= (w8 ? 0.08 : 3e-2) * c.max_ref;
   const double floor_us = static_cast<double>(weight_bytes) / (copy_gbs * 1e3);
   const char* name = kind == Kind::kRmsNorm ? "rms" : "ada";
-  std::printf(
-      "%s %s %s gate=%d M=%-3lld | fused %7.2f us%s (rows padded %.2f, chained %.2f) | composed "
-      "%7.2f us (qkv + RoPE unfused %.2f) | "
-      "x%5.2f | weights %.1f MB, floor %.2f us at %.0f GB/s | cos=%.6f max_abs=%.3g%s\n",
-      op, prec, name, gated ? 1 : 0, static_cast<long long>(M), t.fused_us,
-      t.one_launch ? " (1 launch)" : " (NOT fused)", t.fused_padded_us, t.chained_us, t.composed_us,
-      t.composed_unfused_us, t.composed_us / t.fused_us, weight_bytes / 1e6, floor_us, copy_gbs, c.cos, c.max_abs,
-      ok ? "" : "  CHECK FAILED");
-  std::printf("csv,%s,%s,%s,%d,%lld,%.3f,%.3f,%.3f,%.3f,%.3f,%.7f,%.4g,%d,%d\n", op, prec, name,
-              gated ? 1 : 0, static_cast<long long>(M), t.fused_us, t.fused_padded_us,
-              t.composed_us, t.composed_unfused_us, floor_us, c.cos, c.max_abs, ok ? 1 : 0, t.one_launch ? 1 : 0);
+  const bool ok = t.max_diff == 0.f;
+  std::printf("%s %s %s gate=%d M=%-3lld | %7.2f us", op, prec, name, gated ? 1 : 0,
+              static_cast<long long>(M), t.us);
+  if (t.unfused_us > 0)
+    std::printf(" (qkv + RoPE unfused %.2f us, fused vs unfused max diff %.3g%s)", t.unfused_us,
+                t.max_diff, ok ? "" : "  CHECK FAILED");
+  std::printf(" | weights %.1f MB, floor %.2f us at %.0f GB/s\n", weight_bytes / 1e6, floor_us,
+              copy_gbs);
+  std::printf("csv,%s,%s,%s,%d,%lld,%.3f,%.3f,%.3f,%.4g,%d\n", op, prec, name, gated ? 1 : 0,
+              static_cast<long long>(M), t.us, t.unfused_us, floor_us, t.max_diff, ok ? 1 : 0);
   std::fflush(stdout);
 }
 
@@ -141,7 +117,7 @@ void run_mlp(frt::CudaBackend& be, const char* prec, int64_t M, Kind kind, bool 
   auto call = [&](int i) {
     be.expert_mlp(x, w1[i % copies], w2[i % copies], pro, gp, staged, gu, h, product);
   };
-  const OpTiming t = time_op(be, x, x0, call, [&] { return be.linear_stats().expert_mlp; });
+  const OpTiming t = time_op(be, x, x0, call, false);
   report("expert_mlp", prec, kind, gated, M, t, pair, copy_gbs);
 }
 
@@ -181,7 +157,7 @@ void run_attention(frt::CudaBackend& be, const char* prec, int64_t M, Kind kind,
     ei.o_w = wo[i % copies];
     be.expert_attention(x, ei);
   };
-  const OpTiming t = time_op(be, x, x0, call, [&] { return be.linear_stats().expert_attention; });
+  const OpTiming t = time_op(be, x, x0, call, true);
   report("expert_attention", prec, kind, gated, M, t, pair, copy_gbs);
 }
 }  // namespace
@@ -194,8 +170,8 @@ int main() {
   }
   try {
     std::printf(
-        "csv,op,precision,pro,gate,M,fused_us,fused_padded_us,composed_us,composed_unfused_us,floor_us,cos,max_abs,"
-        "check_ok,one_launch\n");
+        "csv,op,precision,pro,gate,M,us,qkv_rope_unfused_us,floor_us,fused_vs_unfused_max_diff,"
+        "check_ok\n");
     double copy_gbs = 0;
     bench::for_each_precision([&](frt::CudaBackend& be, const char* prec) {
       if (copy_gbs == 0) copy_gbs = bench::copy_bandwidth(be.stream(), 20);

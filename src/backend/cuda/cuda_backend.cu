@@ -184,9 +184,6 @@ CudaBackend::CudaBackend(int device_index, Precision precision)
     scratch_ = device_malloc(kScratchBytes, "op scratch", false);
     error_flag_ = static_cast<int*>(device_malloc(4 * sizeof(int), "device error flag", false));
     FRT_CUDA_CHECK(op, cudaMemsetAsync(error_flag_, 0, 4 * sizeof(int), stream_));
-    grid_sync_ = static_cast<unsigned long long*>(
-        device_malloc(sizeof(unsigned long long), "grid barrier counter", false));
-    FRT_CUDA_CHECK(op, cudaMemsetAsync(grid_sync_, 0, sizeof(unsigned long long), stream_));
     attn_max_head_dim_ = cuda_attention_setup(device_index);
     if (precision_ == Precision::kFP8) {  // FP8 GEMM input buffer and calibrate-mode scalars
       fp8_x_ = device_malloc(kFp8XBytes, "fp8 GEMM input", false);

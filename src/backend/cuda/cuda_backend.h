@@ -77,9 +77,8 @@ class CudaBackend final : public Backend {
   // cuda_fused_linear.cu
   void fused_linear(Tensor y, Tensor x, Tensor w, const LinearPrologue& pro, const Tensor* gate,
                     bool accumulate, Tensor staged, Tensor product) override;
-  // cuda_expert_attention.cu
+  // cuda_expert_ops.cu (the two halves of an action expert layer)
   void expert_attention(Tensor x, const ExpertAttention& a) override;
-  // cuda_expert_mlp.cu
   void expert_mlp(Tensor x, Tensor gate_up_w, Tensor down_w, const LinearPrologue& pro,
                   const Tensor* gate, Tensor staged, Tensor gate_up, Tensor h,
                   Tensor product) override;
@@ -125,23 +124,6 @@ class CudaBackend final : public Backend {
   // writes fp32 scratch and linear_epilogue_kernel finishes (benchmarks compare both).
   void set_lt_epilogue_enabled(bool on) { lt_epilogue_enabled_ = on; }
   bool lt_epilogue_enabled() const { return lt_epilogue_enabled_; }
-  // Whether expert_attention / expert_mlp may run as their one-launch persistent kernels
-  // (cuda_expert_attention.cu, cuda_expert_mlp.cu) where they apply, instead of their
-  // compositions. Off by default where the kernel measured slower than the composition it
-  // replaces (docs/performance.md, session 6); tests and benchmarks switch them.
-  void set_expert_fusion(bool attention, bool mlp) {
-    expert_attention_fusion_ = attention;
-    expert_mlp_fusion_ = mlp;
-  }
-  // Whether those kernels stage weight rows padded by 16 bytes (one bulk copy per row, no
-  // shared-memory bank conflicts) or packed (one copy per block of rows); packed by default,
-  // benchmarks compare both.
-  void set_expert_row_pad(bool on) { expert_row_pad_ = on; }
-  // Whether expert_mlp's kernel runs as one cooperative launch with a grid barrier between its
-  // phases (default) or as two launches chained by programmatic dependent launch.
-  void set_expert_mlp_chained(bool on) { expert_mlp_chained_ = on; }
-  // The same for expert_attention's kernel: four launches, one per phase.
-  void set_expert_attention_chained(bool on) { expert_attention_chained_ = on; }
   // Whether expert_attention runs its qkv projection and qkv_split_rope as one skinny launch
   // (the split / RoPE in the GEMM's epilogue, bit-identical to the two ops) where the skinny
   // kernel takes the projection. On by default; tests and benchmarks compare both.
@@ -153,8 +135,6 @@ class CudaBackend final : public Backend {
     int64_t lt_scratch = 0;  // cuBLASLt into fp32 scratch + linear_epilogue_kernel
     int64_t fallback = 0;    // plain CUDA-core kernel
     int64_t fp8_lt = 0;      // of `lt` + `lt_scratch`: FP8 x FP8 GEMMs (x quantized first)
-    int64_t expert_mlp = 0;  // expert_mlp calls run as the one-launch kernel
-    int64_t expert_attention = 0;  // expert_attention calls run as the one-launch kernel
     int64_t qkv_rope = 0;  // of `skinny`: qkv projections with the split / RoPE epilogue
   };
   const LinearStats& linear_stats() const { return linear_stats_; }
@@ -213,15 +193,8 @@ class CudaBackend final : public Backend {
   // The tensor-core flash-attention path (cuda_flash_attention.cu): launches and returns true
   // when it takes the call (see flash_attention_would_handle), else returns false untouched.
   bool attention_flash(Tensor out, Tensor q, Tensor k, Tensor v, const AttentionParams& p);
-  // expert_mlp's one-launch kernel: launches and returns true where it applies (bf16 weights,
-  // M <= 16, shapes and shared memory that fit), else false untouched (cuda_expert_mlp.cu).
-  bool expert_mlp_fused(Tensor x, Tensor gate_up_w, Tensor down_w, const LinearPrologue& pro,
-                        const Tensor* gate, Tensor h);
-  // expert_attention's one-launch kernel, likewise (M <= 16, head_dim 256,
-  // cuda_expert_attention.cu).
-  bool expert_attention_fused(Tensor x, const ExpertAttention& a);
   // expert_attention's qkv projection + qkv_split_rope as one skinny launch where it applies
-  // (set_qkv_rope_fusion), else false untouched (cuda_fused_linear.cu).
+  // (set_qkv_rope_fusion), else false untouched (cuda_expert_ops.cu).
   bool expert_qkv_rope(Tensor x, const ExpertAttention& a);
   // fused_linear's unfused prologue: norm / GeGLU of x into `staged` (returned), or x itself.
   Tensor stage_prologue(Tensor x, const LinearPrologue& pro, Tensor staged);
@@ -278,9 +251,6 @@ class CudaBackend final : public Backend {
   void* lt_workspace_ = nullptr;
   void* scratch_ = nullptr;
   int* error_flag_ = nullptr;  // [4]: code, index, value, bound (see raise_device_errors)
-  // Arrival counter of the grid barriers inside persistent kernels (expert_mlp): only grows, so
-  // it never needs a reset between launches, replays or captures.
-  unsigned long long* grid_sync_ = nullptr;
   std::vector<void*> buffers_;  // every cudaMalloc, freed by the destructor
   std::map<GemmKey, GemmPlan> plans_;
   size_t bytes_ = 0;
@@ -289,11 +259,6 @@ class CudaBackend final : public Backend {
   bool skinny_gemm_pdl_ = true;
   bool pdl_enabled_ = true;
   bool lt_epilogue_enabled_ = true;
-  bool expert_attention_fusion_ = false;
-  bool expert_mlp_fusion_ = false;
-  bool expert_row_pad_ = false;
-  bool expert_mlp_chained_ = false;
-  bool expert_attention_chained_ = false;
   bool qkv_rope_fusion_ = true;
   LinearStats linear_stats_;
   // bf16 twins of uploaded F32 vectors: start address -> (bytes, twin) (load time).

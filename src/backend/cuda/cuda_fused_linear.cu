@@ -8,8 +8,6 @@
 //    10.4 / 8.8 unfused, FP8 calibration, the routing switch off) the unfused composition:
 //    add_rms_norm / add_ada_rms_norm / geglu into `staged`, linear() into y (no gate) or into
 //    `product`, then gated_add(y, product, gate).
-// Also expert_attention's qkv projection with qkv_split_rope in the skinny kernel's epilogue
-// (expert_qkv_rope; covered by tests/gpu/test_cuda_expert_attention.cpp).
 // Covered by tests/gpu/test_cuda_fused_linear.cpp; timed by bench/bench_fused_linear_cuda.cpp.
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_check.h"
@@ -70,40 +68,6 @@ Tensor CudaBackend::stage_prologue(Tensor x, const LinearPrologue& pro, Tensor s
   else
     geglu(staged, x);
   return staged;
-}
-
-// The qkv projection where fused_linear would take the skinny kernel (its prologue fused, or,
-// for FP8 weights behind a norm, after the norm kernel as fused_linear runs it), with
-// qkv_split_rope in the epilogue: one launch less per expert layer. Bit-identical to the two ops
-// when the composition's qkv buffer is bf16 (the epilogue rounds there before rotating).
-bool CudaBackend::expert_qkv_rope(Tensor x, const ExpertAttention& e) {
-  using Kind = LinearPrologue::Kind;
-  const Tensor& w = e.qkv_w;
-  if (!qkv_rope_fusion_ || e.qkv.dtype != DType::kBF16) return false;
-  if (w.dtype == DType::kF8E4M3 && quant_mode_ == QuantMode::kCalibrate) return false;
-  const int64_t S = x.rows(), P = e.prefix_rows;
-  SkinnyQkvRope r;
-  r.q = e.q;
-  r.k = e.k_cache.row_slice(P, S);
-  r.v = e.v_cache.row_slice(P, S);
-  r.num_q_heads = e.attn.num_q_heads;
-  r.num_kv_heads = e.attn.num_kv_heads;
-  r.head_dim = e.attn.head_dim;
-  r.pos_base = &e.attn.key_valid;
-  r.theta = e.rope_theta;
-  if (skinny_fused_would_handle(*this, e.qkv, x, w, e.pro)) {
-    if (!skinny_qkv_rope_supported(x, w, e.pro, r)) return false;
-    skinny_gemm_qkv_rope(*this, x, w, e.pro, r);
-  } else {
-    const bool norm = e.pro.kind == Kind::kRmsNorm || e.pro.kind == Kind::kAdaRmsNorm;
-    if (!norm || !skinny_gemm_would_handle(*this, e.qkv, e.staged, w, nullptr) ||
-        !skinny_qkv_rope_supported(e.staged, w, LinearPrologue{}, r))
-      return false;
-    skinny_gemm_qkv_rope(*this, stage_prologue(x, e.pro, e.staged), w, LinearPrologue{}, r);
-  }
-  ++linear_stats_.skinny;
-  ++linear_stats_.qkv_rope;
-  return true;
 }
 
 }  // namespace frt
