@@ -1,10 +1,10 @@
-// E4M3 weights -> bf16 MMA operands in registers, exactly, for the W8A16 kernels (skinny GEMM,
-// expert_mlp), and the order of x that matches it. Bit moves put the E4M3 sign, exponent and
-// mantissa into bf16 fields with an exponent bias of 127 instead of 7, i.e. the value times
-// 2^-120 (E4M3 subnormals land on bf16 subnormals, exactly); one bf16x2 multiply by 2^120
-// (exact: a power of two, subnormals supported) restores it. Integer ops + one FMA per two
+// E4M3 weights -> bf16 MMA operands in registers, exactly, for the W8A16 skinny GEMM
+// (cuda_skinny_gemm.cu), and the order of x that matches it. Bit moves put the E4M3 sign,
+// exponent and mantissa into bf16 fields with an exponent bias of 127 instead of 7, i.e. the
+// value times 2^-120 (E4M3 subnormals land on bf16 subnormals, exactly); one bf16x2 multiply by
+// 2^120 (exact: a power of two, subnormals supported) restores it. Integer ops + one FMA per two
 // weights: no F2F conversions, whose rate would cap a weight stream.
-// Covered by tests/gpu/test_cuda_fp8.cpp and tests/gpu/test_cuda_expert_mlp.cpp.
+// Covered by tests/gpu/test_cuda_fp8.cpp and tests/gpu/test_cuda_skinny_gemm.cpp.
 #pragma once
 
 #include <cstdint>

@@ -1,5 +1,5 @@
 // RoPE arithmetic shared by the CUDA kernels that rotate q / k (qkv_split_rope in cuda_rope.cu,
-// the expert's fused attention half in cuda_expert_attention.cu), so they agree with each other
+// the skinny GEMM's qkv-split epilogue in cuda_skinny_gemm.cuh), so they agree with each other
 // and with the CPU twin (src/backend/cpu/cpu_rope.cpp): inv_freq_i = theta^(-2i/D) evaluated in
 // double and rounded to fp32 on the host, the angle pos * inv_freq_i in fp32, its cos / sin in
 // double and rounded. Covered by tests/gpu/test_cuda_ops.cpp (CudaOps.QkvSplitRope).
