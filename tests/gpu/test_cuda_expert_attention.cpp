@@ -41,6 +41,11 @@ struct AttnCase {
 
 class CudaExpertAttention : public CudaPrecisionTest {
  protected:
+  // The qkv + RoPE fusion on, whatever the backend's default routing.
+  void SetUp() override {
+    CudaPrecisionTest::SetUp();
+    if (gpu_) cuda().set_qkv_rope_fusion(true);
+  }
   struct Operands {
     WeightTwin wqkv, wo;
     Twin *x, *scale, *shift, *gate, *kc, *vc, *valid, *staged, *qkv, *q, *attn, *product;
@@ -131,7 +136,7 @@ TEST_P(CudaExpertAttention, ExpertShapesAgainstCpu) {
 }
 
 // The composition with the qkv projection and qkv_split_rope fused into one skinny launch
-// (CudaBackend::set_qkv_rope_fusion, the default) against the same composition unfused: q, the
+// (CudaBackend::set_qkv_rope_fusion) against the same composition unfused: q, the
 // suffix K/V rows, the attention output and x bit-identical; the fused path taken for <= 16
 // rows only.
 TEST_P(CudaExpertAttention, QkvRopeFusionIsBitIdentical) {

@@ -622,7 +622,7 @@ void skinny::launch(CudaBackend& be, const char* op, Tensor y, Tensor x, Tensor 
   const int var = variant_of(x.dtype, w.dtype);
   const Plan p = make_plan(be, M, N, K, var, static_cast<int>(pro.kind));
 
-  SkinnyArgs args;
+  SkinnyArgs args{};  // zeroed: every field a launch does not set is off (split.on == 0)
   args.w = w.data;
   args.w_scale = var == kVarW8 ? w.quant->w_scale : nullptr;
   args.ldw = w.ld();
