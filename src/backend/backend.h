@@ -251,6 +251,11 @@ class Backend {
   virtual void euler_update(Tensor x, Tensor v, float dt) = 0;
 };
 
+// fused_linear's prologue as the ops it stands for: add_rms_norm / add_ada_rms_norm / geglu of x
+// into `staged` (returned; [M, K], checked by those ops), or x itself for kNone. Used by the
+// backends' unfused fused_linear paths. src/backend/composed_ops.cpp.
+Tensor stage_prologue(Backend& be, Tensor x, const LinearPrologue& pro, Tensor staged);
+
 // expert_mlp as the two fused_linear calls it stands for (the CPU twin, and what a backend runs
 // where its fused kernel does not apply). src/backend/composed_ops.cpp.
 void expert_mlp_composed(Backend& be, Tensor x, Tensor gate_up_w, Tensor down_w,

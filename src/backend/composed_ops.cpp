@@ -32,6 +32,19 @@ void expert_attention_composed(Backend& be, Tensor x, const ExpertAttention& a,
   be.fused_linear(x, a.attn_out, a.o_w, LinearPrologue{}, a.gate, true, {}, a.product);
 }
 
+Tensor stage_prologue(Backend& be, Tensor x, const LinearPrologue& pro, Tensor staged) {
+  using Kind = LinearPrologue::Kind;
+  if (pro.kind == Kind::kRmsNorm)
+    be.add_rms_norm(x, nullptr, staged, pro.scale, pro.eps);
+  else if (pro.kind == Kind::kAdaRmsNorm)
+    be.add_ada_rms_norm(x, nullptr, nullptr, staged, pro.scale, pro.shift, pro.eps);
+  else if (pro.kind == Kind::kGeglu)
+    be.geglu(staged, x);
+  else
+    return x;
+  return staged;
+}
+
 void expert_mlp_composed(Backend& be, Tensor x, Tensor gate_up_w, Tensor down_w,
                          const LinearPrologue& pro, const Tensor* gate, Tensor staged,
                          Tensor gate_up, Tensor h, Tensor product) {

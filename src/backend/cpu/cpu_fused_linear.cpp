@@ -17,17 +17,8 @@ void CpuBackend::fused_linear(Tensor y, Tensor x, Tensor w, const LinearPrologue
   const int64_t M = x.rows(), K = w.cols(), N = w.rows();
   cpu::check_matrix(op, "x", x, M, pro.kind == Kind::kGeglu ? 2 * K : K);
   cpu::check_arg(!gate || accumulate, op, "a gate (gated residual) needs accumulate");
-  Tensor src = x;
-  if (pro.kind != Kind::kNone) {
-    cpu::check_matrix(op, "staged", staged, M, K);
-    if (pro.kind == Kind::kRmsNorm)
-      add_rms_norm(x, nullptr, staged, pro.scale, pro.eps);
-    else if (pro.kind == Kind::kAdaRmsNorm)
-      add_ada_rms_norm(x, nullptr, nullptr, staged, pro.scale, pro.shift, pro.eps);
-    else
-      geglu(staged, x);
-    src = staged;
-  }
+  if (pro.kind != Kind::kNone) cpu::check_matrix(op, "staged", staged, M, K);
+  const Tensor src = stage_prologue(*this, x, pro, staged);
   if (!gate) {
     linear(y, src, w, nullptr, Activation::kNone, accumulate);
     return;

@@ -197,8 +197,6 @@ class CudaBackend final : public Backend {
   // expert_attention's qkv projection + qkv_split_rope as one skinny launch where it applies
   // (set_qkv_rope_fusion), else false untouched (cuda_expert_ops.cu).
   bool expert_qkv_rope(Tensor x, const ExpertAttention& a);
-  // fused_linear's unfused prologue: norm / GeGLU of x into `staged` (returned), or x itself.
-  Tensor stage_prologue(Tensor x, const LinearPrologue& pro, Tensor staged);
   // cudaMalloc that names `what` in its out-of-memory error; `counted`: part of bytes_allocated().
   void* device_malloc(size_t bytes, const char* what, bool counted);
   void release() noexcept;  // frees everything (destructor, failed constructor)

@@ -45,7 +45,7 @@ bool CudaBackend::expert_qkv_rope(Tensor x, const ExpertAttention& e) {
     if (!norm || !skinny_gemm_would_handle(*this, e.qkv, e.staged, w, nullptr) ||
         !skinny_qkv_rope_supported(e.staged, w, LinearPrologue{}, r))
       return false;
-    skinny_gemm_qkv_rope(*this, stage_prologue(x, e.pro, e.staged), w, LinearPrologue{}, r);
+    skinny_gemm_qkv_rope(*this, stage_prologue(*this, x, e.pro, e.staged), w, LinearPrologue{}, r);
   }
   ++linear_stats_.skinny;
   ++linear_stats_.qkv_rope;

@@ -46,7 +46,9 @@ void CudaBackend::fused_linear(Tensor y, Tensor x, Tensor w, const LinearPrologu
     return;
   }
 
-  const Tensor src = stage_prologue(x, pro, staged);
+  if (pro.kind != Kind::kNone)
+    cuda::check_matrix(op, "staged", staged, M, K, {DType::kBF16, DType::kF32});
+  const Tensor src = stage_prologue(*this, x, pro, staged);
   if (!gate) {
     linear(y, src, w, nullptr, Activation::kNone, accumulate);
     return;
@@ -54,20 +56,6 @@ void CudaBackend::fused_linear(Tensor y, Tensor x, Tensor w, const LinearPrologu
   cuda::check_matrix(op, "product", product, M, N, {DType::kBF16, DType::kF32});
   linear(product, src, w, nullptr, Activation::kNone, false);
   gated_add(y, product, *gate);
-}
-
-Tensor CudaBackend::stage_prologue(Tensor x, const LinearPrologue& pro, Tensor staged) {
-  using Kind = LinearPrologue::Kind;
-  if (pro.kind == Kind::kNone) return x;
-  const int64_t K = pro.kind == Kind::kGeglu ? x.cols() / 2 : x.cols();
-  cuda::check_matrix("fused_linear", "staged", staged, x.rows(), K, {DType::kBF16, DType::kF32});
-  if (pro.kind == Kind::kRmsNorm)
-    add_rms_norm(x, nullptr, staged, pro.scale, pro.eps);
-  else if (pro.kind == Kind::kAdaRmsNorm)
-    add_ada_rms_norm(x, nullptr, nullptr, staged, pro.scale, pro.shift, pro.eps);
-  else
-    geglu(staged, x);
-  return staged;
 }
 
 }  // namespace frt
