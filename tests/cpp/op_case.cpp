@@ -171,6 +171,19 @@ Tensor CaseContext::output(int64_t rows, int64_t cols, int64_t ld, DType dtype) 
   return guarded(dtype, {rows, cols}, ld, nullptr, "output");
 }
 
+LinearPrologue CaseContext::prologue(LinearPrologue::Kind kind, std::vector<float>& scale,
+                                     std::vector<float>& shift, int64_t width) {
+  using Kind = LinearPrologue::Kind;
+  LinearPrologue pro;
+  pro.kind = kind;
+  if (kind == Kind::kRmsNorm) pro.scale = weight(scale, {width}, "scale", WeightUse::kParam);
+  if (kind == Kind::kAdaRmsNorm) {
+    pro.scale = input(scale, 1, width);
+    pro.shift = input(shift, 1, width);
+  }
+  return pro;
+}
+
 Tensor CaseContext::scratch(int64_t rows, int64_t cols) {
   Tensor t = guarded(act(), {rows, cols}, 0, nullptr, "scratch");
   buffers_.back().scratch = true;

@@ -83,6 +83,13 @@ class CaseContext {
   Tensor weight(std::vector<float>& values, const std::vector<int64_t>& shape,
                 const std::string& name, WeightUse use = WeightUse::kGemm);
 
+  // fused_linear's prologue of `kind` over `width` columns with its parameters as the model
+  // uploads them: RMSNorm's scale a weight (WeightUse::kParam), adaRMS's scale / shift
+  // activations (they come from the time MLP); nothing for kNone / kGeglu. `scale` / `shift` are
+  // rounded in place like every input.
+  LinearPrologue prologue(LinearPrologue::Kind kind, std::vector<float>& scale,
+                          std::vector<float>& shift, int64_t width);
+
   // Declares `t` (a tensor from input/output above, or a row/column slice of one) an output
   // expected to equal `want` (rows*cols, packed). Every byte outside the declared outputs (guard
   // bytes, inputs, the rest of a sliced buffer) must come back unchanged.

@@ -35,13 +35,7 @@ void expert_mlp_case(int64_t M, int64_t D, int64_t F, Kind kind, bool gate, int6
     const std::vector<float> x0 = xv;  // as stored (input() rounds to the dtype)
     Tensor w1 = c.weight(w1v, {2 * F, D}, "gate_up");
     Tensor w2 = c.weight(w2v, {D, F}, "down");
-    LinearPrologue pro;
-    pro.kind = kind;
-    if (kind == Kind::kRmsNorm) pro.scale = c.weight(sv, {D}, "scale", WeightUse::kParam);
-    if (kind == Kind::kAdaRmsNorm) {
-      pro.scale = c.input(sv, 1, D);
-      pro.shift = c.input(hv, 1, D);
-    }
+    const LinearPrologue pro = c.prologue(kind, sv, hv, D);
     Tensor g = c.input(gv, 1, D);
     c.be().expert_mlp(x, w1, w2, pro, gate ? &g : nullptr, c.scratch(M, D), c.scratch(M, 2 * F),
                       c.scratch(M, F), c.scratch(M, D));
@@ -82,12 +76,7 @@ void expert_attention_case(int64_t S, int64_t W, int Hq, int Hkv, int D, int P, 
     ExpertAttention a;
     a.qkv_w = c.weight(wqv, {NQKV, W}, "qkv");
     a.o_w = c.weight(wov, {W, QC}, "o");
-    a.pro.kind = kind;
-    if (kind == Kind::kRmsNorm) a.pro.scale = c.weight(sv, {W}, "scale", WeightUse::kParam);
-    if (kind == Kind::kAdaRmsNorm) {
-      a.pro.scale = c.input(sv, 1, W);
-      a.pro.shift = c.input(hv, 1, W);
-    }
+    a.pro = c.prologue(kind, sv, hv, W);
     Tensor g = c.input(gv, 1, W);
     a.gate = gate ? &g : nullptr;
     a.k_cache = c.input(kcv, P + S, KC);

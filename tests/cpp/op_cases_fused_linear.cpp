@@ -41,13 +41,7 @@ void fused_linear_case(int64_t M, int64_t N, int64_t K, Kind kind, bool gate, bo
     std::vector<float> hv = c.random(K);
     Tensor x = c.input(xv, M, xc, xc + pad);
     Tensor w = c.weight(wv, {N, K}, "w");
-    LinearPrologue pro;
-    pro.kind = kind;
-    if (kind == Kind::kRmsNorm) pro.scale = c.weight(sv, {K}, "scale", WeightUse::kParam);
-    if (kind == Kind::kAdaRmsNorm) {
-      pro.scale = c.input(sv, 1, K);
-      pro.shift = c.input(hv, 1, K);
-    }
+    const LinearPrologue pro = c.prologue(kind, sv, hv, K);
     Tensor g = c.input(gv, 1, N);
     Tensor y = acc ? c.input(y0, M, N, N + pad) : c.output(M, N, N + pad);
     Tensor staged = kind == Kind::kNone ? Tensor{} : c.scratch(M, K);

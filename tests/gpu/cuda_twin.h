@@ -462,7 +462,7 @@ inline std::vector<float> difference(std::vector<float> a, const std::vector<flo
 
 // `ops` (on the CUDA side of ts) run eagerly once, then `repeats` more times from the uploaded
 // state, each bit-identical to the first run, then captured into a graph whose replays match it
-// too (kernels that keep state across launches, e.g. grid-barrier counters). Call inside
+// too (no state carried across launches, no scheduling-dependent sums). Call inside
 // ASSERT_NO_FATAL_FAILURE.
 template <typename Ops>
 void expect_repeats_and_graph_match_eager(TwinSet& ts, CudaBackend& be, int repeats,

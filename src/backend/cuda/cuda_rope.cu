@@ -29,24 +29,6 @@ using cuda::Mat;
 
 constexpr int kMaxHeadDim = 1024;
 
-// The row's position as the CPU twin forms it (int sum, then one rounding to float).
-__device__ __forceinline__ float row_position(int pos_offset, const int* pos_base, int64_t r) {
-  const int64_t base = pos_base ? static_cast<int64_t>(*pos_base) : 0;
-  return static_cast<float>(static_cast<int64_t>(pos_offset) + base + r);
-}
-
-// Column c of the fused [q | k | v] row: returns the output it belongs to and makes c its column
-// there. Both kernels route their writes through it (I: their column index type).
-template <typename I>
-__device__ __forceinline__ const Mat& split_target(const Mat& q, const Mat& k, const Mat& v,
-                                                   I q_cols, I kv_cols, I& c) {
-  if (c < q_cols) return q;
-  c -= q_cols;
-  if (c < kv_cols) return k;
-  c -= kv_cols;
-  return v;
-}
-
 struct RopeFreq {
   float inv[kMaxHeadDim / 2];  // theta^(-2i/D) rounded to fp32 (host, as the CPU twin)
 };
@@ -81,8 +63,7 @@ __global__ void qkv_rope_vec8_kernel(Mat q, Mat k, Mat v, Mat qkv, int num_q_hea
 #pragma unroll
       for (int e = 0; e < 8; ++e) {
         const float c = cos_t[i0 + e], s = sin_t[i0 + e];
-        o1[e] = __fsub_rn(__fmul_rn(a[e], c), __fmul_rn(b[e], s));
-        o2[e] = __fadd_rn(__fmul_rn(b[e], c), __fmul_rn(a[e], s));
+        cuda::rope_rotate(a[e], b[e], c, s, o1[e], o2[e]);
       }
       const bool is_q = head < num_q_heads;
       const Mat& dst = is_q ? q : k;
@@ -91,7 +72,7 @@ __global__ void qkv_rope_vec8_kernel(Mat q, Mat k, Mat v, Mat qkv, int num_q_hea
       cuda::store8(dst, r, c0 + half, o2);
     } else {
       int c = copy0 + (it - n_rope) * 8;
-      const Mat& dst = split_target(q, k, v, q_cols, kv_cols, c);
+      const Mat& dst = cuda::qkv_split_target(q, k, v, q_cols, kv_cols, c);
       cuda::store8(dst, r, c, a);
     }
   };
@@ -99,7 +80,7 @@ __global__ void qkv_rope_vec8_kernel(Mat q, Mat k, Mat v, Mat qkv, int num_q_hea
   const int it0 = threadIdx.x;
   if (it0 < n_items) load_item(it0, a, b);  // in flight while the table is built
   if (rope) {
-    const float pos = row_position(pos_offset, pos_base, r);
+    const float pos = cuda::rope_position(pos_offset, pos_base, r);
     for (int i = threadIdx.x; i < half; i += blockDim.x)
       cuda::rope_cos_sin(pos, f.inv[i], &cos_t[i], &sin_t[i]);
   }
@@ -121,7 +102,7 @@ __global__ void qkv_split_rope_kernel(Mat q, Mat k, Mat v, Mat qkv, int num_q_he
   const int half = D / 2;
   const bool rope = theta != 0.f;
   if (rope) {
-    const float pos = row_position(pos_offset, pos_base, r);
+    const float pos = cuda::rope_position(pos_offset, pos_base, r);
     for (int i = threadIdx.x; i < half; i += blockDim.x) {
       const double e = static_cast<double>(2 * i) / static_cast<double>(D);
       const float inv_freq = static_cast<float>(1.0 / pow(static_cast<double>(theta), e));
@@ -140,17 +121,19 @@ __global__ void qkv_split_rope_kernel(Mat q, Mat k, Mat v, Mat qkv, int num_q_he
       const int i = static_cast<int>((j - base) % D);
       if (i < half) {
         const float x1 = cuda::load(qkv, r, head0 + i), x2 = cuda::load(qkv, r, head0 + half + i);
-        out = __fsub_rn(__fmul_rn(x1, cos_t[i]), __fmul_rn(x2, sin_t[i]));
+        float unused;
+        cuda::rope_rotate(x1, x2, cos_t[i], sin_t[i], out, unused);
       } else {
         const int ii = i - half;
         const float x1 = cuda::load(qkv, r, head0 + ii), x2 = cuda::load(qkv, r, head0 + i);
-        out = __fadd_rn(__fmul_rn(x2, cos_t[ii]), __fmul_rn(x1, sin_t[ii]));
+        float unused;
+        cuda::rope_rotate(x1, x2, cos_t[ii], sin_t[ii], unused, out);
       }
     } else {
       out = cuda::load(qkv, r, j);
     }
     int64_t c = j;
-    const Mat& dst = split_target(q, k, v, q_cols, kv_cols, c);
+    const Mat& dst = cuda::qkv_split_target(q, k, v, q_cols, kv_cols, c);
     cuda::store(dst, r, c, out);
   }
 }

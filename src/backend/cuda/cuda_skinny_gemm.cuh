@@ -237,23 +237,13 @@ __device__ __forceinline__ void store_qkv_split(const QkvSplit& s, int m, int n,
   int c = n;
   if (n < s.rope_cols) {
     const int d = s.head_dim, head = n / d, j = n - head * d, i = j >> 1;
-    const int64_t base = s.pos_base ? static_cast<int64_t>(*s.pos_base) : 0;
-    const float pos = static_cast<float>(static_cast<int64_t>(s.pos_offset) + base + m);
-    float cs, sn;
-    cuda::rope_cos_sin(pos, s.inv_freq[i], &cs, &sn);
-    if ((j & 1) == 0) {  // x1 = v, x2 = partner
-      v = __fsub_rn(__fmul_rn(v, cs), __fmul_rn(partner, sn));
-      c = head * d + i;
-    } else {  // x2 = v, x1 = partner
-      v = __fadd_rn(__fmul_rn(v, cs), __fmul_rn(partner, sn));
-      c = head * d + i + (d >> 1);
-    }
+    float cs, sn, o1, o2;
+    cuda::rope_cos_sin(cuda::rope_position(s.pos_offset, s.pos_base, m), s.inv_freq[i], &cs, &sn);
+    const bool first = (j & 1) == 0;  // this lane holds x1 (row i), its partner x2 (i + D/2)
+    cuda::rope_rotate(first ? v : partner, first ? partner : v, cs, sn, o1, o2);
+    v = first ? o1 : o2;
+    c = head * d + i + (first ? 0 : d >> 1);
   }
-  const Mat* dst = &s.q;
-  if (c >= s.q_cols) {
-    c -= s.q_cols;
-    dst = c < s.kv_cols ? &s.k : &s.v;
-    if (c >= s.kv_cols) c -= s.kv_cols;
-  }
-  cuda::store(*dst, m, c, v);
+  const Mat& dst = cuda::qkv_split_target(s.q, s.k, s.v, s.q_cols, s.kv_cols, c);  // c: its column
+  cuda::store(dst, m, c, v);
 }
