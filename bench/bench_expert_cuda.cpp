@@ -3,8 +3,8 @@
 // row blind to the actions). expert_attention (cuda_expert_ops.cu): norm + qkv with the q / k / v
 // split and RoPE in the skinny kernel's epilogue (one launch), flash attention over a 2-view
 // prefix (712 rows, 560 valid) + the suffix (split + combine), skinny o + gated residual; next to
-// it the same with the qkv projection and the RoPE kernel unfused (the backend's default until
-// the fused form is measured, set_qkv_rope_fusion).
+// it the same with the qkv projection and the RoPE kernel unfused (set_qkv_rope_fusion; the
+// backend's default is fused).
 // expert_mlp: norm + cuBLASLt gate_up (FP8: quantize + FP8 cuBLASLt), skinny down with the GeGLU
 // prologue and the gated residual. Per case: 1. check (attention): fused vs unfused change of x,
 // which must agree bit for bit; 2. time: a CUDA graph of 100 calls rotating over weight copies
@@ -66,7 +66,7 @@ OpTiming time_op(frt::CudaBackend& be, const Tensor& x, const Tensor& x0, Call&&
     t.unfused_us = timed(false);
   }
   t.us = timed(qkv_rope);
-  be.set_qkv_rope_fusion(false);  // the backend's default again
+  be.set_qkv_rope_fusion(true);  // the backend's default again
   return t;
 }
 

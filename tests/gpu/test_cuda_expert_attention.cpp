@@ -41,7 +41,7 @@ struct AttnCase {
 
 class CudaExpertAttention : public CudaPrecisionTest {
  protected:
-  // The qkv + RoPE fusion on, whatever the backend's default routing.
+  // The qkv + RoPE fusion on (the backend's default; set so a changed default keeps the tests).
   void SetUp() override {
     CudaPrecisionTest::SetUp();
     if (gpu_) cuda().set_qkv_rope_fusion(true);

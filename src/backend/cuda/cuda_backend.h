@@ -126,8 +126,8 @@ class CudaBackend final : public Backend {
   bool lt_epilogue_enabled() const { return lt_epilogue_enabled_; }
   // Whether expert_attention runs its qkv projection and qkv_split_rope as one skinny launch
   // (the split / RoPE in the GEMM's epilogue, bit-identical to the two ops) where the skinny
-  // kernel takes the projection. Off by default until it has run and been timed on a GPU
-  // (written in session 7, whose device time ran out first); tests and benchmarks switch it.
+  // kernel takes the projection. On by default (measured ~1.8 us faster per expert layer on the
+  // H100, docs/performance.md session 8); tests and benchmarks switch it to compare the two.
   void set_qkv_rope_fusion(bool on) { qkv_rope_fusion_ = on; }
   // Which path linear() calls took (counted on the host at enqueue; tests and benchmarks read it).
   struct LinearStats {
@@ -258,7 +258,7 @@ class CudaBackend final : public Backend {
   bool skinny_gemm_pdl_ = true;
   bool pdl_enabled_ = true;
   bool lt_epilogue_enabled_ = true;
-  bool qkv_rope_fusion_ = false;
+  bool qkv_rope_fusion_ = true;
   LinearStats linear_stats_;
   // bf16 twins of uploaded F32 vectors: start address -> (bytes, twin) (load time).
   std::map<uintptr_t, std::pair<size_t, void*>> bias_bf16_;

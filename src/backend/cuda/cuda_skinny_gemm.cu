@@ -88,8 +88,10 @@ __device__ __forceinline__ void load_w(uint4 (&dst)[U][2], const unsigned char* 
 // MT: m-tiles of 8 x rows (M <= 8 MT); U: k-steps per weight batch; WK: warps along k (the
 // CTA covers 128 / WK rows); XF32: x is F32 (hi + lo planes); W8: weights F8E4M3 (W8A16: each
 // 16-byte vector is 16 k, dequantized to bf16 in registers; the scale is applied in the
-// epilogue), else BF16.
-template <int MT, int U, int WK, bool XF32, bool W8>
+// epilogue), else BF16. SPLIT: the epilogue is qkv_split_rope's (SkinnyArgs::split), a kernel of
+// its own because that code's mere presence in the plain kernels measured ~0.2 ms slower over a
+// Pi0.5 predict (register allocation of the weight stream).
+template <int MT, int U, int WK, bool XF32, bool W8, bool SPLIT>
 __global__ void __launch_bounds__(kThreads, 2) skinny_gemm_kernel(const SkinnyArgs a) {
   static_assert(!(W8 && XF32), "fp8 weights take bf16 x only");
   extern __shared__ __align__(16) unsigned char smem[];
@@ -123,9 +125,9 @@ __global__ void __launch_bounds__(kThreads, 2) skinny_gemm_kernel(const SkinnyAr
   const bool ok_lo = n_lo < a.N, ok_hi = n_hi < a.N;
   const unsigned char* wb8 = static_cast<const unsigned char*>(a.w);
   const unsigned char* w_lo =
-      wb8 + static_cast<int64_t>(ok_lo ? weight_row(a, n_lo) : 0) * a.ldw * ES;
+      wb8 + static_cast<int64_t>(ok_lo ? (SPLIT ? weight_row(a, n_lo) : n_lo) : 0) * a.ldw * ES;
   const unsigned char* w_hi =
-      wb8 + static_cast<int64_t>(ok_hi ? weight_row(a, n_hi) : 0) * a.ldw * ES;
+      wb8 + static_cast<int64_t>(ok_hi ? (SPLIT ? weight_row(a, n_hi) : n_hi) : 0) * a.ldw * ES;
   const int k_lane = kb + wq * U * kStepK + VE * t;  // this lane's first k in batch 0
 
   float acc[MT][4];
@@ -268,24 +270,6 @@ __global__ void __launch_bounds__(kThreads, 2) skinny_gemm_kernel(const SkinnyAr
   asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
   asm volatile("griddepcontrol.wait;" ::: "memory");
 #endif
-  // The epilogue's operands (see below) of this thread's first row group: they come from
-  // earlier kernels, so they are read after the wait, and reading them here hides their latency
-  // behind the x staging and the MMAs instead of adding it after the reduction.
-  const int lin = blockIdx.x * kThreads + threadIdx.x;
-  const int r = lin % kRows, n = n_base + r;
-  const int m_step = a.cluster * (kThreads / kRows);
-  const bool live = n < a.N;
-  const int m_first0 = lin / kRows;
-  constexpr int kGroup = 4;  // x rows per thread finished together
-  const float bias_n = live ? cuda::load_vec(a.bias, n, 0.f) : 0.f;
-  const float gate_n = live ? cuda::load_vec(a.gate, n, 1.f) : 1.f;
-  const float w_scale = W8 ? *a.w_scale : 1.f;
-  float y_first[kGroup];  // y (+)= ...: the residual of the first row group
-#pragma unroll
-  for (int i = 0; i < kGroup; ++i) {
-    const int m = m_first0 + i * m_step;
-    y_first[i] = live && a.accumulate && m < a.M ? cuda::load(a.y, m, n) : 0.f;
-  }
   if (!XF32 && !a.norm_full && (a.pro == kProRms || a.pro == kProAda)) {  // uniform
     row_inv_rms(inv_rms, static_cast<const __nv_bfloat16*>(a.x), a.ldx, a.M, a.K, a.eps);
     __syncthreads();
@@ -327,48 +311,41 @@ __global__ void __launch_bounds__(kThreads, 2) skinny_gemm_kernel(const SkinnyAr
   // Reduce + epilogue. The cluster's threads split the R x M tile: thread `lin` owns tile row
   // r = lin % R (one weight row n: bias loaded once) and x rows m = lin / R + i * m_step. Each
   // output sums the partials of every (cluster rank q, k slot) in a fixed order: results do
-  // not depend on scheduling.
-  constexpr int kParts = kMaxCluster * WK;  // partials of one output (cluster ranks x k slots)
+  // not depend on scheduling. (Each partial is summed as it arrives: issuing all of an
+  // output's distributed-shared-memory loads first measured slower in the model, session 8.)
+  const int lin = blockIdx.x * kThreads + threadIdx.x;
+  const int r = lin % kRows, n = n_base + r;
+  const int m_step = a.cluster * (kThreads / kRows);
+  const bool live = n < a.N;
+  const float bias_n = live ? cuda::load_vec(a.bias, n, 0.f) : 0.f;
+  const float gate_n = live ? cuda::load_vec(a.gate, n, 1.f) : 1.f;
+  const float w_scale = W8 ? *a.w_scale : 1.f;  // after griddepcontrol.wait: may be new
+  constexpr int kGroup = 4;  // x rows per thread finished together
   float out[kGroup];
-  for (int m_first = m_first0; m_first < a.M; m_first += kGroup * m_step) {
+  int m_first = lin / kRows;
+  for (; m_first < a.M; m_first += kGroup * m_step) {
+#pragma unroll
+    for (int i = 0; i < kGroup; ++i) {
+      const int m = m_first + i * m_step;
+      float s = 0.f;
+      if (m < a.M) {
 #if FRT_SKINNY_CLUSTERS
-    if (a.cluster > 1) {
-      // All partials of an output are requested before any is summed: a distributed-shared-
-      // memory load takes ~200 cycles, and summing each as it arrived serialized them. Ranks
-      // past the cluster read rank 0 (valid, discarded), so the loads carry no branch; the sum
-      // keeps the fixed (rank, k slot) order. (M <= m_step, the routed case: one row group.)
+        const uint32_t off = part_s + 4u * ((m * kPitch) + r);
 #pragma unroll
-      for (int i = 0; i < kGroup; ++i) {
-        const int m = m_first + i * m_step;
-        float s = 0.f;
-        if (m < a.M) {
-          const uint32_t off = part_s + 4u * ((m * kPitch) + r);
-          float v[kParts];
+        for (int q = 0; q < kMaxCluster; ++q) {
+          if (q >= a.cluster) continue;
+          const uint32_t base = a.cluster > 1 ? map_rank(off, q) : off;
 #pragma unroll
-          for (int q = 0; q < kMaxCluster; ++q) {
-            const uint32_t base = map_rank(off, q < a.cluster ? q : 0);
-#pragma unroll
-            for (int k = 0; k < WK; ++k) v[q * WK + k] = ld_cluster(base + 4u * k * MP * kPitch);
-          }
-#pragma unroll
-          for (int j = 0; j < kParts; ++j)
-            if (j < a.cluster * WK) s += v[j];
+          for (int k = 0; k < WK; ++k)
+            s += a.cluster > 1 ? ld_cluster(base + 4u * k * MP * kPitch)
+                               : part[(k * MP + m) * kPitch + r];
         }
-        out[i] = s;
-      }
-    } else
+#else
+#pragma unroll
+        for (int k = 0; k < WK; ++k) s += part[(k * MP + m) * kPitch + r];
 #endif
-    {
-#pragma unroll
-      for (int i = 0; i < kGroup; ++i) {
-        const int m = m_first + i * m_step;
-        float s = 0.f;
-        if (m < a.M) {
-#pragma unroll
-          for (int k = 0; k < WK; ++k) s += part[(k * MP + m) * kPitch + r];
-        }
-        out[i] = s;
       }
+      out[i] = s;
     }
     if (!live) continue;
 #pragma unroll
@@ -376,12 +353,12 @@ __global__ void __launch_bounds__(kThreads, 2) skinny_gemm_kernel(const SkinnyAr
       const int m = m_first + i * m_step;
       if (m >= a.M) continue;
       float v = cuda::apply_act(a.act, (W8 ? out[i] * w_scale : out[i]) + bias_n);
-      if (a.split.on) {  // live and m are warp-uniform here (N % 64 == 0): the pair's shuffle
+      if constexpr (SPLIT) {  // live, m warp-uniform (N % 64 == 0): the pair's shuffle is safe
         store_qkv_split(a.split, m, n, v);
         continue;
       }
       if (a.gate.p) v *= gate_n;  // the gated residual of fused_linear
-      if (a.accumulate) v += m_first == m_first0 ? y_first[i] : cuda::load(a.y, m, n);
+      if (a.accumulate) v += cuda::load(a.y, m, n);
       cuda::store(a.y, m, n, v);
     }
   }
@@ -413,30 +390,32 @@ constexpr int steps_for(int mt, int var) {
 }
 constexpr int step_k(int var) { return var == kVarW8 ? 64 : 32; }
 
-template <int MT, int VAR>
+template <int MT, int VAR, bool SPLIT>
 KernelFn kernel_of(int wk) {
   constexpr int U = steps_for(MT, VAR);
   constexpr bool XF32 = VAR == kVarXf32, W8 = VAR == kVarW8;
-  return wk == 1 ? skinny_gemm_kernel<MT, U, 1, XF32, W8> : skinny_gemm_kernel<MT, U, 2, XF32, W8>;
+  return wk == 1 ? skinny_gemm_kernel<MT, U, 1, XF32, W8, SPLIT>
+                 : skinny_gemm_kernel<MT, U, 2, XF32, W8, SPLIT>;
 }
 
-template <int MT>
+template <int MT, bool SPLIT>
 KernelFn kernel_mt(int wk, int var) {
-  return var == kVarW8     ? kernel_of<MT, kVarW8>(wk)
-         : var == kVarXf32 ? kernel_of<MT, kVarXf32>(wk)
-                           : kernel_of<MT, kVarBf16>(wk);
+  return var == kVarW8     ? kernel_of<MT, kVarW8, SPLIT>(wk)
+         : var == kVarXf32 ? kernel_of<MT, kVarXf32, SPLIT>(wk)
+                           : kernel_of<MT, kVarBf16, SPLIT>(wk);
 }
 
-KernelFn kernel_for(int mt, int wk, int var) {
+// The kernel of a plan; split: the qkv_split_rope epilogue, built for M <= kSkinnyMaxSplitRows
+// only (null above).
+KernelFn kernel_for(int mt, int wk, int var, bool split) {
+  static_assert(kSkinnyMaxSplitRows == 16, "split kernels: m-tiles 1 and 2");
+  if (split) return mt == 1 ? kernel_mt<1, true>(wk, var)
+                    : mt == 2 ? kernel_mt<2, true>(wk, var) : nullptr;
   switch (mt) {
-    case 1:
-      return kernel_mt<1>(wk, var);
-    case 2:
-      return kernel_mt<2>(wk, var);
-    case 4:
-      return kernel_mt<4>(wk, var);
-    default:
-      return kernel_mt<8>(wk, var);
+    case 1: return kernel_mt<1, false>(wk, var);
+    case 2: return kernel_mt<2, false>(wk, var);
+    case 4: return kernel_mt<4, false>(wk, var);
+    default: return kernel_mt<8, false>(wk, var);
   }
 }
 
@@ -480,15 +459,17 @@ KernelInfo probe_kernels(int cap) {
   KernelInfo info;
   for (int var = 0; var < kVariants; ++var)
     for (int mt : {1, 2, 4, 8})
-      for (int wk : {1, 2}) {
-        const KernelFn fn = kernel_for(mt, wk, var);
-        cudaFuncAttributes attr{};
-        FRT_CUDA_CHECK(op, cudaFuncGetAttributes(&attr, fn));
-        info.clusters[var][mt_index(mt)][wk - 1] = attr.ptxVersion >= 90;
-        if (cap > 48 * 1024)
-          FRT_CUDA_CHECK(
-              op, cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, cap));
-      }
+      for (int wk : {1, 2})
+        for (bool split : {false, true}) {
+          const KernelFn fn = kernel_for(mt, wk, var, split);
+          if (!fn) continue;
+          cudaFuncAttributes attr{};
+          FRT_CUDA_CHECK(op, cudaFuncGetAttributes(&attr, fn));
+          if (!split) info.clusters[var][mt_index(mt)][wk - 1] = attr.ptxVersion >= 90;
+          if (cap > 48 * 1024)
+            FRT_CUDA_CHECK(
+                op, cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, cap));
+        }
   return info;
 }
 
@@ -622,7 +603,7 @@ void skinny::launch(CudaBackend& be, const char* op, Tensor y, Tensor x, Tensor 
   const int var = variant_of(x.dtype, w.dtype);
   const Plan p = make_plan(be, M, N, K, var, static_cast<int>(pro.kind));
 
-  SkinnyArgs args{};  // zeroed: every field a launch does not set is off (split.on == 0)
+  SkinnyArgs args{};  // zeroed: every field a launch does not set is off
   args.w = w.data;
   args.w_scale = var == kVarW8 ? w.quant->w_scale : nullptr;
   args.ldw = w.ld();
@@ -670,7 +651,9 @@ void skinny::launch(CudaBackend& be, const char* op, Tensor y, Tensor x, Tensor 
   }
   cfg.attrs = attrs;
   cfg.numAttrs = static_cast<unsigned>(n_attrs);
-  FRT_CUDA_CHECK(op, cudaLaunchKernelEx(&cfg, kernel_for(p.mt, p.wk, var), args));
+  const KernelFn fn = kernel_for(p.mt, p.wk, var, split != nullptr);
+  cuda::check_arg(fn != nullptr, op, "the qkv + RoPE epilogue takes at most 16 rows of x");
+  FRT_CUDA_CHECK(op, cudaLaunchKernelEx(&cfg, fn, args));
   FRT_CUDA_LAUNCH_CHECK(op);
 }
 

@@ -223,7 +223,7 @@ __device__ __forceinline__ void finish_norm_stage(const SkinnyArgs& a, unsigned 
 // rotation-pair order: tile rows 2i, 2i + 1 of a head are its rows i and i + D/2, so the two
 // values RoPE rotates together land in adjacent lanes of the epilogue. Also the output column.
 __device__ __forceinline__ int weight_row(const SkinnyArgs& a, int n) {
-  if (!a.split.on || n >= a.split.rope_cols) return n;
+  if (n >= a.split.rope_cols) return n;
   const int d = a.split.head_dim, head = n / d, j = n - head * d;
   return head * d + (j >> 1) + (j & 1) * (d >> 1);
 }

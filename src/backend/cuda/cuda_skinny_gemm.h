@@ -63,6 +63,7 @@ void skinny_gemm_fused(CudaBackend& be, Tensor y, Tensor x, Tensor w, const Line
 // qkv_split_rope's arithmetic (bit-identical to the two ops in sequence when the qkv buffer
 // between them is bf16). k, v may be row slices of a KV cache.
 inline constexpr int kSkinnyMaxRopePairs = 128;  // head_dim / 2 limit of the RoPE epilogue
+inline constexpr int kSkinnyMaxSplitRows = 16;   // x rows the qkv + RoPE epilogue is built for
 struct SkinnyQkvRope {
   Tensor q, k, v;  // [M, Hq D], [M, Hkv D], [M, Hkv D], BF16 or F32
   int num_q_heads = 0, num_kv_heads = 0, head_dim = 0;
@@ -71,7 +72,8 @@ struct SkinnyQkvRope {
   float theta = 0.f;                 // 0: no RoPE (split only)
 };
 // Whether skinny_gemm_qkv_rope can run it: what skinny_fused_supported needs of x / w / pro,
-// w rows = (Hq + 2 Hkv) head_dim, a multiple of 64, even head_dim <= 2 kSkinnyMaxRopePairs.
+// w rows = (Hq + 2 Hkv) head_dim, a multiple of 64, even head_dim <= 2 kSkinnyMaxRopePairs,
+// M <= kSkinnyMaxSplitRows (the action expert's horizon 10 and below).
 bool skinny_qkv_rope_supported(const Tensor& x, const Tensor& w, const LinearPrologue& pro,
                                const SkinnyQkvRope& r);
 // One launch; precondition skinny_qkv_rope_supported (throws kInternal otherwise).

@@ -19,7 +19,6 @@ using cuda::Mat;
 // skinny_gemm_qkv_rope's epilogue (cuda_skinny_gemm.cuh, store_qkv_split): y is not written;
 // output column c of [q | k | v] goes to q, k or v, RoPE-rotated for c < rope_cols.
 struct QkvSplit {
-  int on;
   Mat q, k, v;
   int q_cols, kv_cols, head_dim;
   int rope_cols;  // (Hq + Hkv) head_dim with RoPE, 0 without
@@ -53,7 +52,7 @@ struct SkinnyArgs {
   int norm_full;   // norm prologue with whole x rows in one stage (k 0 .. K, the CTA's k-range
                    // at column kb): one cp.async round trip; 0: rows too long, read from L2
   Mat gate;        // [N] or absent: y (+)= gate[n] * ...
-  QkvSplit split;  // the qkv-split / RoPE epilogue (skinny_gemm_qkv_rope), split.on == 0: off
+  QkvSplit split;  // the qkv-split / RoPE epilogue: read by the SPLIT kernels only
 };
 
 // LinearPrologue::Kind, as the kernel's runtime switch.
