@@ -95,8 +95,8 @@ class CudaFusedLinear : public CudaPrecisionTest {
     } else {
       gpu_->fused_linear(y.gpu, x.gpu, w.gpu, pg, gg, c.acc, staged.gpu, product.gpu);
       // Rows <= 16 with something to fuse: exactly one launch, the skinny kernel, for the expert
-      // weights up to 4 M elements (qkv, o, down); gate_up's 8 M elements keep norm + cuBLASLt,
-      // and so do FP8 weights behind a norm (the unfused pair measured faster).
+      // weights up to 4 M elements (qkv, o, down); gate_up's 8 M elements keep the norm kernel
+      // + the plain skinny GEMM, and so do FP8 weights behind a norm (measured faster).
       const bool norm = c.pro == Kind::kRmsNorm || c.pro == Kind::kAdaRmsNorm;
       if (c.M > kFusedRouteMaxRows || (fp8() && norm)) EXPECT_FALSE(routed);
       if (c.M <= kFusedRouteMaxRows && c.N * c.K <= (int64_t{4} << 20) && !(fp8() && norm))

@@ -181,7 +181,8 @@ TEST_F(CudaSkinnyGemm, SupportedAndRouted) {
   run_shape(72, 40, {{33, kBF, kBF, 0, A::kNone, true, 217, 3, 41, 1}}, false);
 
   // What linear() routes to the kernel: the shapes where it measured faster than cuBLASLt
-  // (M <= 16, at most 9 MB of weights), and nothing once the switch is off.
+  // (M <= 16, at most 17 MB of bf16 weights: gate_up is in, measured in the model), and nothing
+  // once the switch is off.
   struct Route {
     int64_t M, K, N;
     DType xt;
@@ -190,7 +191,8 @@ TEST_F(CudaSkinnyGemm, SupportedAndRouted) {
   const std::vector<Route> routes = {{10, 1024, 2560, kBF, true},  {10, 2048, 1024, kBF, true},
                                      {16, 4096, 1024, kBF, true},  {10, 32, 1024, kF, true},
                                      {10, 1024, 32, kBF, true},    {1, 1024, 2560, kBF, true},
-                                     {10, 1024, 8192, kBF, false}, {17, 1024, 2560, kBF, false},
+                                     {10, 1024, 8192, kBF, true},  {10, 4096, 4096, kBF, false},
+                                     {17, 1024, 2560, kBF, false},
                                      {50, 4096, 1024, kBF, false}, {64, 1024, 32, kBF, false}};
   for (const Route& rt : routes) {
     std::ostringstream os;

@@ -28,8 +28,8 @@ bool skinny_gemm_supported(const Tensor& y, const Tensor& x, const Tensor& w, co
 
 // Whether CudaBackend::linear routes this call to the skinny kernel: routing on
 // (CudaBackend::set_skinny_gemm_enabled), supported, and a shape where it measured faster than
-// cuBLASLt inside CUDA graphs (bf16: M <= 16 and at most 9 MB of weights; fp8: see
-// cuda_skinny_gemm.cu).
+// cuBLASLt inside CUDA graphs (M <= 16 and at most 17 MB of bf16 / 9 MB of FP8 weights; the
+// measurements in cuda_skinny_gemm_route.cu).
 bool skinny_gemm_would_handle(const CudaBackend& be, const Tensor& y, const Tensor& x,
                               const Tensor& w, const Tensor* bias);
 
@@ -46,11 +46,11 @@ void skinny_gemm(CudaBackend& be, Tensor y, Tensor x, Tensor w, const Tensor* bi
 // scale / shift 16-byte aligned (cuda_skinny_gemm_route.cu).
 bool skinny_fused_supported(const Tensor& y, const Tensor& x, const Tensor& w,
                             const LinearPrologue& pro);
-// Most rows fused_linear sends to the kernel (within linear()'s weight-size limits too: gate_up
-// stays unfused, see skinny_fused_would_handle).
+// Most rows fused_linear sends to the kernel (weights up to 9 MB bf16 / 5 MB FP8: gate_up stays
+// unfused, see skinny_fused_would_handle).
 inline constexpr int64_t kFusedRouteMaxRows = 16;
 // Whether CudaBackend::fused_linear routes here: routing on, supported, M <= kFusedRouteMaxRows,
-// weights within linear()'s size limits.
+// weights within the fused size limits.
 bool skinny_fused_would_handle(const CudaBackend& be, const Tensor& y, const Tensor& x,
                                const Tensor& w, const LinearPrologue& pro);
 // y (=|+=) [gate *] (pro(x) . w^T), fp32 throughout, one rounding into y; one launch, capturable.

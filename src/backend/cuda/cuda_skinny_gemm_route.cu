@@ -32,33 +32,40 @@ bool skinny_gemm_supported(const Tensor& y, const Tensor& x, const Tensor& w, co
   return false;
 }
 
-// Routing: where this kernel measured faster than cuBLASLt, per launch inside a graph of
-// back-to-back launches (bench/bench_linear_cuda.cpp on an H200, PDL on): at M = 10 o_proj 4.3
-// vs 5.4 us, down 5.0 vs 7.1, qkv 4.5 vs 4.5, action in / out 2.8 / 2.9 vs 4.1 / 4.7; slower at
-// M = 10 for gate_up (16.8 MB: 10.5 vs 6.3 us) and at M >= 32 for most shapes. H100 after the
-// wide-weight plan (64 rows x whole K per CTA): gate_up 8.8 vs cuBLASLt 7.8 us, still slower.
-// Revisit with the benchmark whenever the kernel changes.
+// Routing: where this kernel measured faster than cuBLASLt. Per launch inside a graph of
+// back-to-back launches of one op (bench/bench_linear_cuda.cpp, H200, PDL on): at M = 10 o_proj
+// 4.3 vs 5.4 us, down 5.0 vs 7.1, qkv 4.5 vs 4.5, action in / out 2.8 / 2.9 vs 4.1 / 4.7; at M >=
+// 32 cuBLASLt wins for most shapes. gate_up (16.8 MB bf16 / 8.4 MB FP8) loses that benchmark
+// (H100: 12.1 vs 10.4 us bf16 with its norm, 10.6 vs 8.8 FP8) but wins inside the model, where
+// its weight stream starts before the norm kernel ends (PDL) and cuBLASLt's cannot: full Pi0.5
+// denoise 8.24 -> 8.07 ms bf16, 7.80 -> 7.72 FP8 (H100, session 8). So the plain route takes
+// weights up to gate_up's size; the fused route (a norm prologue in the kernel) stops at 9 MB,
+// where it measured slower in the model too (gate_up fused: denoise 8.53 ms). Revisit with the
+// model A/B (scripts/device/gpu_suite.sh STAGES=ab) whenever the kernel changes.
 constexpr int64_t kRouteMaxRows = 16;
-constexpr int64_t kRouteMaxWeightBytes = int64_t{9} << 20;
+constexpr int64_t kRouteMaxWeightBytes = int64_t{17} << 20;
+constexpr int64_t kFusedRouteMaxWeightBytes = int64_t{9} << 20;
 // FP8 weights (W8A16): the alternative is quantizing x plus an FP8 cuBLASLt GEMM (two launches,
 // W8A8). Measured on an H100 (bench/bench_fp8_cuda.cpp, graphs of back-to-back launches, us per
 // launch, skinny vs quantize + cuBLASLt): M = 10 qkv 5.10 vs 5.24, o 4.63 vs 5.50, down 5.65 vs
-// 6.77, gate_up (8 MB) 10.1 vs 6.8 (7.3 with the wide-weight plan); M = 50 the cuBLASLt path
-// wins everywhere (8.7 vs 5.4 qkv).
+// 6.77; M = 50 the cuBLASLt path wins everywhere (8.7 vs 5.4 qkv). gate_up: see above.
 constexpr int64_t kRouteMaxRowsFp8 = 16;
-constexpr int64_t kRouteMaxWeightBytesFp8 = int64_t{5} << 20;
+constexpr int64_t kRouteMaxWeightBytesFp8 = int64_t{9} << 20;
+constexpr int64_t kFusedRouteMaxWeightBytesFp8 = int64_t{5} << 20;
 
 // Weights small enough that the skinny kernel beats cuBLASLt on them (the limits above).
-bool within_route_bytes(const Tensor& w) {
-  if (w.dtype == DType::kF8E4M3) return w.rows() * w.cols() <= kRouteMaxWeightBytesFp8;
-  return w.rows() * w.cols() * 2 <= kRouteMaxWeightBytes;
+bool within_route_bytes(const Tensor& w, bool fused) {
+  const int64_t bytes = w.rows() * w.cols() * (w.dtype == DType::kF8E4M3 ? 1 : 2);
+  if (w.dtype == DType::kF8E4M3)
+    return bytes <= (fused ? kFusedRouteMaxWeightBytesFp8 : kRouteMaxWeightBytesFp8);
+  return bytes <= (fused ? kFusedRouteMaxWeightBytes : kRouteMaxWeightBytes);
 }
 
 bool skinny_gemm_would_handle(const CudaBackend& be, const Tensor& y, const Tensor& x,
                               const Tensor& w, const Tensor* bias) {
   if (!be.skinny_gemm_enabled() || !skinny_gemm_supported(y, x, w, bias)) return false;
   const int64_t max_rows = w.dtype == DType::kF8E4M3 ? kRouteMaxRowsFp8 : kRouteMaxRows;
-  return x.rows() <= max_rows && within_route_bytes(w);
+  return x.rows() <= max_rows && within_route_bytes(w, false);
 }
 
 bool skinny_fused_supported(const Tensor& y, const Tensor& x, const Tensor& w,
@@ -89,7 +96,7 @@ bool skinny_fused_would_handle(const CudaBackend& be, const Tensor& y, const Ten
   const bool norm =
       pro.kind == LinearPrologue::Kind::kRmsNorm || pro.kind == LinearPrologue::Kind::kAdaRmsNorm;
   if (w.dtype == DType::kF8E4M3 && norm) return false;
-  return be.skinny_gemm_enabled() && x.rows() <= kFusedRouteMaxRows && within_route_bytes(w) &&
+  return be.skinny_gemm_enabled() && x.rows() <= kFusedRouteMaxRows && within_route_bytes(w, true) &&
          skinny_fused_supported(y, x, w, pro);
 }
 
