@@ -86,7 +86,8 @@ def main():
         a.checkpoint = full_checkpoint()
     prompt = "pick up the black bowl between the plate and the ramekin and place it on the plate"
     gpu = torch.cuda.get_device_name(0)
-    # The device machine gets a copy of the tree without .git: the caller passes the commit.
+    # On the device the tree's .git may be missing or stale: gpu_suite.sh passes the bundle's
+    # commit (bundle.sh records it); git is the fallback for runs from a checkout.
     commit = os.environ.get("FLASHRT_COMMIT") or subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip() \
         or "unknown"

@@ -27,6 +27,10 @@ for lib in libgomp.so.1 libopenblas.so.0 libgfortran.so.5 libquadmath.so.0 libse
   cp -L "/lib/x86_64-linux-gnu/$lib" "$OUT/"
 done
 cp -L /usr/local/cuda/lib/libcudart.so.13 "$OUT/"
+# The commit the binaries were built from (the device's copy of the tree may carry a stale .git):
+# gpu_suite.sh reports it as FLASHRT_COMMIT.
+{ git rev-parse --short HEAD; git diff --quiet HEAD -- src include tools || echo "+local changes"; } |
+  paste -sd' ' >"$OUT/COMMIT"
 mkdir -p "$(dirname "$BUNDLE")"
 tar -C "$(dirname "$OUT")" -cJf "$BUNDLE" bundle
 rm -rf "$(dirname "$OUT")"

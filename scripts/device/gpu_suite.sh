@@ -15,7 +15,9 @@ export LD_LIBRARY_PATH=$B:$CUBLAS_DIR:${LD_LIBRARY_PATH:-}
 export FLASH_RT_LIBRARY=$B/libflashrt.so FLASHRT_BIN=$B/flashrt PYTHONPATH=$PWD/python:$PWD
 export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv | tee "$OUT/gpu.txt"
-echo "commit ${FLASHRT_COMMIT:-unknown}" | tee -a "$OUT/gpu.txt"
+# The bundle's own record of its commit (bundle.sh) unless the caller names one.
+export FLASHRT_COMMIT=${FLASHRT_COMMIT:-$(cat "$B/COMMIT" 2>/dev/null || echo unknown)}
+echo "commit $FLASHRT_COMMIT" | tee -a "$OUT/gpu.txt"
 # The full-size synthetic checkpoint of a config (pi05 / pi0), made once: /tmp/frt_full_<config>.
 full_ckpt() {
   PYTHONPATH=$PYTHONPATH:$PWD/scripts/device python3 -c \
