@@ -79,14 +79,19 @@ for stage in $STAGES; do
       done; done ;;
     # Candidate builds side by side on one warm GPU (scripts/device/build_variants.sh, the archive
     # carried with the call): flashrt bench of the full-size Pi0.5, 2 views, h10, per variant and
-    # precision, with the replay's stage split; then each variant's $BINS microbenchmarks.
+    # precision, with the replay's stage split, after each variant's $BINS (tests first: a
+    # variant's timing means nothing unless its flashrt_gpu_tests passed; rc and summary logged).
     variants) full_ckpt pi05 &&
       rm -rf /tmp/variants && tar -xJf "${VARIANTS_BUNDLE:-.device/variants.tar.xz}" -C /tmp &&
-      for d in /tmp/variants/*/; do for p in ${PRECISIONS:-bf16 fp8}; do
-        echo "variant $(basename "$d") ($(cat "$d/COMMIT")) $p" | tee -a "$OUT/variants.log"
-        bench_full "$d" /tmp/frt_full_pi05 2 10 $p ${ITERS:-150} ${WARMUP:-20} 2>&1 |
-          tee -a "$OUT/variants.log" | grep -E "replay"
-      done; for b in ${BINS:-}; do [ -x "$d/$b" ] && "$d/$b" >"$OUT/$(basename "$d")_$b.log" 2>&1; done
+      for d in /tmp/variants/*/; do
+        for b in ${BINS:-}; do [ -x "$d/$b" ] && "$d/$b" >"$OUT/$(basename "$d")_$b.log" 2>&1
+          echo "variant $(basename "$d") $b: rc $? $(grep -E '^\[  (PASSED|FAILED)' \
+            "$OUT/$(basename "$d")_$b.log" | tr '\n' ' ')" | tee -a "$OUT/variants.log"; done
+        for p in ${PRECISIONS:-bf16 fp8}; do
+          echo "variant $(basename "$d") ($(cat "$d/COMMIT")) $p" | tee -a "$OUT/variants.log"
+          bench_full "$d" /tmp/frt_full_pi05 2 10 $p ${ITERS:-150} ${WARMUP:-20} 2>&1 |
+            tee -a "$OUT/variants.log" | grep -E "replay"
+        done
       done ;;
     # Kernel microbenchmarks (graphs of back-to-back launches) of the ops being tuned.
     micro) for b in ${MICRO:-bench_small_ops_cuda bench_fused_linear_cuda bench_attention_cuda bench_expert_cuda}; do
