@@ -24,7 +24,7 @@
 //    integer ops and one exact bf16x2 multiply (dequant_e4m3x16), x is staged permuted to match,
 //    and the per-tensor scale multiplies the fp32 sum in the epilogue. Half the bytes of bf16.
 //  - Epilogue fused: y = act(acc + bias) [* gate] (+ y), fp32, rounded once (the CPU twin's
-//    order).
+//    order); or (SPLIT instantiations, M <= 16) qkv_split_rope's split and RoPE into q / k / v.
 //  - fused_linear's prologue (a runtime switch in stage_x, outside the weight loop), one
 //    cp.async round trip after griddepcontrol.wait: norms stage whole x rows (M x K, when they
 //    fit) plus scale / shift, take the row factors from shared memory and normalize the CTA's
