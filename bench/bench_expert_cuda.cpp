@@ -5,8 +5,8 @@
 // prefix (712 rows, 560 valid) + the suffix (split + combine), skinny o + gated residual; next to
 // it the same with the qkv projection and the RoPE kernel unfused (set_qkv_rope_fusion; the
 // backend's default is fused).
-// expert_mlp: norm + cuBLASLt gate_up (FP8: quantize + FP8 cuBLASLt), skinny down with the GeGLU
-// prologue and the gated residual. Per case: 1. check (attention): fused vs unfused change of x,
+// expert_mlp: the norm kernel + the skinny gate_up GEMM (bf16, or FP8 weights with bf16 x), skinny
+// down with the GeGLU prologue and the gated residual. Per case: 1. check (attention): fused vs unfused change of x,
 // which must agree bit for bit; 2. time: a CUDA graph of 100 calls rotating over weight copies
 // (>= 160 MB, so L2 never serves weights), 20 timed replays, us per call, next to the
 // weight-streaming floor at the measured device copy bandwidth. One "csv,..." line per case.

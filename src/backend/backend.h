@@ -72,6 +72,7 @@ struct LinearPrologue {
   // mod_shift [K] (as add_ada_rms_norm: rms(x) * (1 + scale) + shift). Unused otherwise.
   Tensor scale, shift;
   float eps = 1e-6f;
+  bool is_norm() const { return kind == Kind::kRmsNorm || kind == Kind::kAdaRmsNorm; }
 };
 
 // The action expert's attention half (Backend::expert_attention): x [S, W] -> norm -> qkv ->

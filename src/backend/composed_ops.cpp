@@ -9,8 +9,7 @@ namespace frt {
 
 void expert_attention_composed(Backend& be, Tensor x, const ExpertAttention& a,
                                const std::function<bool()>& qkv_rope) {
-  using Kind = LinearPrologue::Kind;
-  if (a.pro.kind != Kind::kRmsNorm && a.pro.kind != Kind::kAdaRmsNorm)
+  if (!a.pro.is_norm())
     throw_error(Status::kInvalidArgument,
                 "expert_attention: the prologue must be kRmsNorm or kAdaRmsNorm (the input norm)");
   if (!a.attn.key_valid.data || a.attn.key_gap_end != a.prefix_rows)
@@ -49,7 +48,7 @@ void expert_mlp_composed(Backend& be, Tensor x, Tensor gate_up_w, Tensor down_w,
                          const LinearPrologue& pro, const Tensor* gate, Tensor staged,
                          Tensor gate_up, Tensor h, Tensor product) {
   using Kind = LinearPrologue::Kind;
-  if (pro.kind != Kind::kRmsNorm && pro.kind != Kind::kAdaRmsNorm)
+  if (!pro.is_norm())
     throw_error(
         Status::kInvalidArgument,
         "expert_mlp: the prologue must be kRmsNorm or kAdaRmsNorm (the norm before the MLP)");

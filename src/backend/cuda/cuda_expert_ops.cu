@@ -23,7 +23,6 @@ void CudaBackend::expert_attention(Tensor x, const ExpertAttention& e) {
 // qkv_split_rope in the epilogue: one launch less per expert layer. Bit-identical to the two ops
 // when the composition's qkv buffer is bf16 (the epilogue rounds there before rotating).
 bool CudaBackend::expert_qkv_rope(Tensor x, const ExpertAttention& e) {
-  using Kind = LinearPrologue::Kind;
   const Tensor& w = e.qkv_w;
   if (!qkv_rope_fusion_ || e.qkv.dtype != DType::kBF16) return false;
   if (w.dtype == DType::kF8E4M3 && quant_mode_ == QuantMode::kCalibrate) return false;
@@ -41,8 +40,7 @@ bool CudaBackend::expert_qkv_rope(Tensor x, const ExpertAttention& e) {
     if (!skinny_qkv_rope_supported(x, w, e.pro, r)) return false;
     skinny_gemm_qkv_rope(*this, x, w, e.pro, r);
   } else {
-    const bool norm = e.pro.kind == Kind::kRmsNorm || e.pro.kind == Kind::kAdaRmsNorm;
-    if (!norm || !skinny_gemm_would_handle(*this, e.qkv, e.staged, w, nullptr) ||
+    if (!e.pro.is_norm() || !skinny_gemm_would_handle(*this, e.qkv, e.staged, w, nullptr) ||
         !skinny_qkv_rope_supported(e.staged, w, LinearPrologue{}, r))
       return false;
     skinny_gemm_qkv_rope(*this, stage_prologue(*this, x, e.pro, e.staged), w, LinearPrologue{}, r);

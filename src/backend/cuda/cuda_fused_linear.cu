@@ -20,7 +20,7 @@ void CudaBackend::fused_linear(Tensor y, Tensor x, Tensor w, const LinearPrologu
   const char* op = "fused_linear";
   using Kind = LinearPrologue::Kind;
   const int64_t M = x.rows(), K = w.cols(), N = w.rows();
-  const bool norm = pro.kind == Kind::kRmsNorm || pro.kind == Kind::kAdaRmsNorm;
+  const bool norm = pro.is_norm();
   cuda::check_matrix(op, "x", x, M, pro.kind == Kind::kGeglu ? 2 * K : K,
                      {DType::kBF16, DType::kF32});
   cuda::check_matrix(op, "w", w, N, K, {DType::kBF16, DType::kF32, DType::kF8E4M3});

@@ -583,10 +583,6 @@ Plan make_plan(const CudaBackend& be, int64_t M, int64_t N, int64_t K, int var, 
   return p;
 }
 
-bool is_norm(LinearPrologue::Kind k) {
-  return k == LinearPrologue::Kind::kRmsNorm || k == LinearPrologue::Kind::kAdaRmsNorm;
-}
-
 // The GEMM's x [M, K] of fused_linear (the gate half of a GeGLU input [M, 2K]).
 Tensor gemm_x(const Tensor& x, const LinearPrologue& pro) {
   return pro.kind == LinearPrologue::Kind::kGeglu ? x.col_slice(0, x.cols() / 2) : x;
@@ -620,7 +616,7 @@ void skinny::launch(CudaBackend& be, const char* op, Tensor y, Tensor x, Tensor 
   args.xs_log2 = p.xs_log2;
   args.cluster = p.cluster;
   args.pro = static_cast<int>(pro.kind);  // Prologue mirrors LinearPrologue::Kind
-  args.pro_scale = is_norm(pro.kind) ? cuda::mat_of(pro.scale) : Mat{};
+  args.pro_scale = pro.is_norm() ? cuda::mat_of(pro.scale) : Mat{};
   args.pro_shift = pro.kind == LinearPrologue::Kind::kAdaRmsNorm ? cuda::mat_of(pro.shift) : Mat{};
   args.eps = pro.eps;
   args.x_up = pro.kind == LinearPrologue::Kind::kGeglu ? static_cast<int>(K) : 0;

@@ -93,9 +93,7 @@ bool skinny_fused_would_handle(const CudaBackend& be, const Tensor& y, const Ten
   // 5.3 vs 6.4, 8.1 vs 9.7 us; fp8: 8.4 vs 7.3 (a loss), 5.5 vs 6.2, 7.5 vs 9.1).
   // FP8 weights behind a norm: the W8A16 stream after the norm kernel measured faster than
   // fused (7.3 vs 8.4 us at qkv), so only their GeGLU / gated-residual fusions stay.
-  const bool norm =
-      pro.kind == LinearPrologue::Kind::kRmsNorm || pro.kind == LinearPrologue::Kind::kAdaRmsNorm;
-  if (w.dtype == DType::kF8E4M3 && norm) return false;
+  if (w.dtype == DType::kF8E4M3 && pro.is_norm()) return false;
   return be.skinny_gemm_enabled() && x.rows() <= kFusedRouteMaxRows && within_route_bytes(w, true) &&
          skinny_fused_supported(y, x, w, pro);
 }
