@@ -283,6 +283,14 @@ __global__ void __launch_bounds__(kThreads, 2) skinny_gemm_kernel(const SkinnyAr
     batch(b, wa);
     batch(b + 1, wb);
   }
+#if FRT_SKINNY_CLUSTERS
+  if constexpr (MT <= 2) {
+    if (a.recv_off > 0) {  // uniform: cluster > 1
+      push_reduce_epilogue<MT, WK, W8, SPLIT, kRows, MP>(a, acc, n_base, wn, wq, g, t);
+      return;
+    }
+  }
+#endif
   __syncthreads();  // every warp is done with the staged x: the partial tile reuses it
 
   // Partial tile [wq][m][r] (fp32); acc[j]: (row g, m 2t), (g, 2t+1), (g+8, 2t), (g+8, 2t+1).
@@ -423,6 +431,7 @@ struct Plan {
   int mt = 1, u = 4, wk = 1, rows = 128, batch_k = 128, cluster = 1, xs_log2 = 7;
   int64_t ks = 0, blocks_n = 0;
   size_t smem = 0, rms_off = 0, pro_off = 0;
+  size_t recv_off = 0;  // > 0: partials pushed to their owner (SkinnyArgs::recv_off)
   bool norm_full = false;  // norm prologue: whole x rows staged once (SkinnyArgs::norm_full)
   bool clusters = false;   // device and kernel code support clusters (and griddepcontrol)
 };
@@ -521,6 +530,18 @@ int log2_ceil(int64_t v) {
   return l;
 }
 
+// The push reduction's receive area (MT <= 2 with a cluster, where it fits): one float per
+// (rank, k slot, tile row, m) past everything else, 16-byte aligned.
+Plan with_receive_area(Plan p, const DeviceShape& dev) {
+  if (p.mt > 2 || p.cluster < 2) return p;
+  const size_t off = (p.smem + 15) & ~size_t{15};
+  const size_t bytes = static_cast<size_t>(p.wk) * 8 * p.mt * (kTileRows / p.wk) * sizeof(float);
+  if (off + bytes > static_cast<size_t>(dev.smem_per_cta)) return p;
+  p.recv_off = off;
+  p.smem = off + bytes;
+  return p;
+}
+
 // Tile and split for a shape: enough CTAs to keep every SM streaming (about two per SM), rows
 // per CTA as large as that allows (x is re-read once per row block), k-splits only as deep as
 // needed and at least one weight batch each; x staged for the CTA's whole k-range when it fits.
@@ -569,7 +590,7 @@ Plan make_plan(const CudaBackend& be, int64_t M, int64_t N, int64_t K, int var, 
       p.rms_off = area;
       p.pro_off = area + kRmsBytes;
       p.smem = need;
-      return p;
+      return with_receive_area(p, dev);
     }
   }
   // x stage: a power of two >= two batches, covering ks if the shared memory allows.
@@ -580,7 +601,7 @@ Plan make_plan(const CudaBackend& be, int64_t M, int64_t N, int64_t K, int var, 
     ++p.xs_log2;
   p.smem = p.rms_off = p.pro_off = smem_bytes(p.mt, p.wk, var, p.xs_log2);
   if (norm) p.smem += kRmsBytes;
-  return p;
+  return with_receive_area(p, dev);
 }
 
 // The GEMM's x [M, K] of fused_linear (the gate half of a GeGLU input [M, 2K]).
@@ -623,6 +644,7 @@ void skinny::launch(CudaBackend& be, const char* op, Tensor y, Tensor x, Tensor 
   args.rms_off = static_cast<int>(p.rms_off);
   args.pro_off = static_cast<int>(p.pro_off);
   args.norm_full = p.norm_full ? 1 : 0;
+  args.recv_off = static_cast<int>(p.recv_off);
   args.gate = cuda::mat_of(gate);
   if (split) args.split = *split;
 

@@ -1,7 +1,7 @@
 // Device helpers of the skinny weight-streaming GEMM (cuda_skinny_gemm.cu): streaming loads,
 // cp.async, the bf16 MMA, the F32-x hi/lo split, the FP8 (E4M3) -> bf16 register dequantization,
-// the cluster barrier / distributed-shared-memory accessors (sm_90+) and fused_linear's
-// prologues (norm / GeGLU applied to x while it is staged). Included by cuda_skinny_gemm.cu only
+// the cluster barrier / distributed-shared-memory accessors (sm_90+), fused_linear's
+// prologues (norm / GeGLU applied to x while it is staged) and the pushed-partials reduction. Included by cuda_skinny_gemm.cu only
 // (inside its anonymous namespace, after SkinnyArgs and the block shape).
 // Covered by tests/gpu/test_cuda_skinny_gemm.cpp, tests/gpu/test_cuda_fp8.cpp and
 // tests/gpu/test_cuda_fused_linear.cpp.
@@ -75,6 +75,11 @@ __device__ __forceinline__ uint32_t map_rank(uint32_t smem_addr, int rank) {
   uint32_t r;
   asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(r) : "r"(smem_addr), "r"(rank));
   return r;
+}
+// Stores a float at shared::cluster address `addr` (another CTA's shared memory): no round
+// trip, ordered before the next barrier.cluster.arrive (release).
+__device__ __forceinline__ void st_cluster(uint32_t addr, float v) {
+  asm volatile("st.shared::cluster.f32 [%0], %1;" ::"r"(addr), "f"(v) : "memory");
 }
 __device__ __forceinline__ float ld_cluster(uint32_t addr) {
   float v;
@@ -231,9 +236,12 @@ __device__ __forceinline__ int weight_row(const SkinnyArgs& a, int n) {
 // Output (m, tile row n) = v, the fp32 GEMM result: rounded to bf16 as the qkv buffer of the
 // unfused path holds it, rotated with its pair's value (the neighbouring lane: the whole warp
 // calls this together) using qkv_split_rope's arithmetic, and stored into q, k or v.
-__device__ __forceinline__ void store_qkv_split(const QkvSplit& s, int m, int n, float v) {
+// active: whether this lane stores (every lane of the warp calls, for the shuffle).
+__device__ __forceinline__ void store_qkv_split(const QkvSplit& s, int m, int n, float v,
+                                                bool active = true) {
   v = __bfloat162float(__float2bfloat16_rn(v));
   const float partner = __shfl_xor_sync(0xffffffffu, v, 1);
+  if (!active) return;
   int c = n;
   if (n < s.rope_cols) {
     const int d = s.head_dim, head = n / d, j = n - head * d, i = j >> 1;
@@ -247,3 +255,62 @@ __device__ __forceinline__ void store_qkv_split(const QkvSplit& s, int m, int n,
   const Mat& dst = cuda::qkv_split_target(s.q, s.k, s.v, s.q_cols, s.kv_cols, c);  // c: its column
   cuda::store(dst, m, c, v);
 }
+
+#if FRT_SKINNY_CLUSTERS
+// Reduce + epilogue with the partials pushed (SkinnyArgs::recv_off): rank q owns tile rows
+// [q R/C, (q + 1) R/C) of the cluster's R x M tile; every CTA stores each of its partials
+// straight into the owner's receive area [rank][k slot][m][owned row] (remote stores, no round
+// trip), one cluster barrier publishes them, and each owner sums its outputs from its own shared
+// memory in the pull path's fixed (rank, k slot) order: the same bits, without up to 16
+// dependent distributed-shared-memory loads per output. The receive area is not the x stage, so
+// no barrier is needed before the stores.
+template <int MT, int WK, bool W8, bool SPLIT, int kRows, int MP>
+__device__ __forceinline__ void push_reduce_epilogue(const SkinnyArgs& a, const float (&acc)[MT][4],
+                                                     int n_base, int wn, int wq, int g, int t) {
+  const int q_self = static_cast<int>(blockIdx.x);  // cluster rank (cluster = grid x)
+  const int ro_sh = (__ffs(kRows) - 1) - (__ffs(a.cluster) - 1), ro = 1 << ro_sh;
+  extern __shared__ __align__(16) unsigned char smem[];  // the kernel's dynamic shared memory
+  float* const recv = reinterpret_cast<float*>(smem + a.recv_off);
+  const uint32_t recv_s = static_cast<uint32_t>(__cvta_generic_to_shared(recv));
+#pragma unroll
+  for (int j = 0; j < MT; ++j) {
+    if (8 * j >= a.M) continue;
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int r = wn * 16 + g + 8 * h, owner = r >> ro_sh, rl = r & (ro - 1);
+#pragma unroll
+      for (int b = 0; b < 2; ++b) {
+        const int m = 8 * j + 2 * t + b;
+        const uint32_t off = recv_s + 4u * (((q_self * WK + wq) * MP + m) * ro + rl);
+        st_cluster(map_rank(off, owner), acc[j][2 * h + b]);
+      }
+    }
+  }
+  cluster_arrive();
+  cluster_wait();
+  const float w_scale = W8 ? *a.w_scale : 1.f;
+  const int outs = a.M << ro_sh;
+  for (int e0 = 0; e0 < outs; e0 += kThreads) {  // uniform trip count: SPLIT's shuffle
+    const int e = e0 + static_cast<int>(threadIdx.x);
+    const bool on = e < outs;
+    const int m = on ? e >> ro_sh : 0, rl = e & (ro - 1);
+    float s = 0.f;
+    for (int q = 0; q < a.cluster; ++q) {
+#pragma unroll
+      for (int k = 0; k < WK; ++k) s += recv[((q * WK + k) * MP + m) * ro + rl];
+    }
+    const int n = n_base + q_self * ro + rl;
+    const bool live = on && n < a.N;
+    const float bias_n = live ? cuda::load_vec(a.bias, n, 0.f) : 0.f;
+    float v = cuda::apply_act(a.act, (W8 ? s * w_scale : s) + bias_n);
+    if constexpr (SPLIT) {
+      store_qkv_split(a.split, m, n, v, live);
+      continue;
+    }
+    if (!live) continue;
+    if (a.gate.p) v *= cuda::load_vec(a.gate, n, 1.f);  // the gated residual of fused_linear
+    if (a.accumulate) v += cuda::load(a.y, m, n);
+    cuda::store(a.y, m, n, v);
+  }
+}
+#endif

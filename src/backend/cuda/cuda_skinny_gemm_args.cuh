@@ -52,6 +52,9 @@ struct SkinnyArgs {
   int norm_full;   // norm prologue with whole x rows in one stage (k 0 .. K, the CTA's k-range
                    // at column kb): one cp.async round trip; 0: rows too long, read from L2
   Mat gate;        // [N] or absent: y (+)= gate[n] * ...
+  // Cluster partials pushed to their owner (MT <= 2, cluster > 1): byte offset in shared memory
+  // of the receive area [rank][k slot][owned row][m] (0: the partials are pulled instead).
+  int recv_off;
   QkvSplit split;  // the qkv-split / RoPE epilogue: read by the SPLIT kernels only
 };
 
