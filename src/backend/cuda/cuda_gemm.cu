@@ -13,6 +13,7 @@
 // Covered by tests/gpu/test_cuda_ops.cpp (CudaOps.Linear, CudaOps.PatchEmbed).
 #include <algorithm>
 #include <cstdint>
+#include <vector>
 
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_check.h"
@@ -230,7 +231,12 @@ bool CudaBackend::gemm_lt(const char* op, const Gemm& g) {
     call.d_bytes = static_cast<size_t>(g.ldy * (g.M - 1) + g.N) * dtype_size(g.yt);
     call.workspace = lt_workspace_;
     call.workspace_bytes = kLtWorkspaceBytes;
-    const int pick = tuner_.pick(op, call, plan.candidates, stream_);
+    const std::vector<int64_t> tune_key{device_,     key.M,       key.N,       key.K,
+                                        key.ldx,     key.ldw,     key.ldy,     key.xt,
+                                        key.wt,      key.yt,      key.beta,    key.align_x,
+                                        key.align_w, key.align_y, key.epilogue, key.bias_t,
+                                        key.align_bias};
+    const int pick = tuner_.pick(op, tune_key, call, plan.candidates, stream_);
     plan.algo = plan.candidates[pick].algo;
     plan.workspace = plan.candidates[pick].workspace;
     plan.candidates.clear();

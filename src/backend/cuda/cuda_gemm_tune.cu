@@ -4,12 +4,21 @@
 #include "backend/cuda/cuda_gemm_tune.h"
 
 #include <cstdint>
+#include <map>
+#include <mutex>
 
 #include "core/log.h"
 
 namespace frt::cuda {
 
 namespace {
+// The process's choices: plan key -> candidate index (see GemmTuner::pick).
+std::mutex g_choices_mutex;
+std::map<std::vector<int64_t>, int>& choices() {
+  static std::map<std::vector<int64_t>, int> m;
+  return m;
+}
+
 // Restores the thread's stream-capture mode on scope exit.
 struct CaptureModeScope {
   cudaStreamCaptureMode mode = cudaStreamCaptureModeRelaxed;
@@ -53,9 +62,14 @@ float GemmTuner::time_candidate(const LtCall& call, const LtCandidate& c, void* 
   return 1000.f * ms / kReps;
 }
 
-int GemmTuner::pick(const char* op, const LtCall& call, const std::vector<LtCandidate>& cands,
-                    cudaStream_t stream) {
+int GemmTuner::pick(const char* op, const std::vector<int64_t>& key, const LtCall& call,
+                    const std::vector<LtCandidate>& cands, cudaStream_t stream) {
   if (!enabled_ || cands.size() < 2) return 0;
+  {
+    std::lock_guard<std::mutex> lock(g_choices_mutex);
+    auto it = choices().find(key);
+    if (it != choices().end() && it->second < static_cast<int>(cands.size())) return it->second;
+  }
   cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
   if (cudaStreamIsCapturing(stream, &status) != cudaSuccess) {
     cudaGetLastError();
@@ -85,6 +99,10 @@ int GemmTuner::pick(const char* op, const LtCall& call, const std::vector<LtCand
                       "first choice (correct, possibly slower)");
     warned_ = true;
     return 0;
+  }
+  {
+    std::lock_guard<std::mutex> lock(g_choices_mutex);
+    choices()[key] = best;
   }
   totals_.plans += 1;
   totals_.changed += best != 0 ? 1 : 0;

@@ -6,7 +6,10 @@
 // is captured, so the timing never runs in the hot path.
 // Under stream capture the candidates run on a side stream in relaxed capture mode (nothing is
 // recorded into the graph; the operands hold the warm-up run's values); their output buffers
-// are kept until release() (cudaFree would synchronize the device mid-capture).
+// are kept until release() (cudaFree would synchronize the device mid-capture). The timings
+// vary a little between processes, so two processes may keep different algorithms for a plan
+// (results then differ within bf16 rounding, as between GPUs); within a process the choice is
+// fixed per key.
 // Covered by tests/gpu/test_cuda_ops.cpp (CudaLinear.TunedPlansEagerAndUnderCapture).
 #pragma once
 
@@ -14,6 +17,7 @@
 #include <cuda_runtime.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -49,8 +53,11 @@ class GemmTuner {
   // Index into `cands` of the fastest candidate on `stream`'s device; 0 (the heuristic's
   // first) when tuning is off, there is one candidate, or the timing itself fails (reported
   // once as a warning: tuning is an optimization, never a reason to fail a predict).
-  int pick(const char* op, const LtCall& call, const std::vector<LtCandidate>& cands,
-           cudaStream_t stream);
+  // `key` names the plan (device, shape, dtypes, strides, alignments, epilogue): a choice is
+  // kept process-wide, so every backend of the process runs the same algorithm for the same
+  // key (two models in one process give bit-identical results, as without tuning).
+  int pick(const char* op, const std::vector<int64_t>& key, const LtCall& call,
+           const std::vector<LtCandidate>& cands, cudaStream_t stream);
   // Frees the output buffers, the side stream and the events. Never while a capture is open.
   void release() noexcept;
 
