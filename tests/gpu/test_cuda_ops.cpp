@@ -1,5 +1,6 @@
 // CUDA dense ops against the CPU fp32 reference: linear (every dtype / epilogue / stride path,
-// odd sizes and the real SigLIP, Gemma-2B and expert shapes), layer_norm, add_rms_norm,
+// odd sizes and the real SigLIP, Gemma-2B and expert shapes; cuBLASLt plans timed eagerly and
+// under capture), layer_norm, add_rms_norm,
 // add_ada_rms_norm, gated_add, geglu and activation. Inputs are bf16-exact on both sides (see
 // tests/gpu/cuda_twin.h); each case prints "OP(params) out: cos=... max_abs=... worst_index=...".
 // Without a usable GPU every test reports SKIPPED.
@@ -42,7 +43,9 @@ std::string linear_label(const LinearCase& c) {
 
 class CudaLinear : public CudaOps {
  protected:
-  void run(const LinearCase& c) {
+  // The case on both backends, the CUDA one eagerly or (graphed) captured into a graph first
+  // and replayed once; then y compared.
+  void run(const LinearCase& c, bool graphed = false) {
     const std::string label = linear_label(c);
     SCOPED_TRACE(label);
     TwinSet ts(cpu(), gpu(), label);
@@ -55,11 +58,20 @@ class CudaLinear : public CudaOps {
     ts.mark_output(y);
     Twin* b = c.bias ? &ts.matrix("bias", 1, c.N, c.bias == 1 ? kF : kBF, -0.5f, 0.5f) : nullptr;
     cpu().linear(y.cpu, x.cpu, w.cpu, b ? &b->cpu : nullptr, c.act, c.acc);
-    gpu().linear(y.gpu, x.gpu, w.gpu, b ? &b->gpu : nullptr, c.act, c.acc);
+    auto op = [&] { gpu().linear(y.gpu, x.gpu, w.gpu, b ? &b->gpu : nullptr, c.act, c.acc); };
+    if (graphed) {
+      CapturedGraph g;
+      ASSERT_NO_FATAL_FAILURE(g.capture(cuda(), "linear under capture", op));
+      Snapshot replayed;
+      ASSERT_NO_FATAL_FAILURE(g.replay(ts, gpu(), &replayed));
+    } else {
+      op();
+    }
     gpu().synchronize();
     ts.compare("y", y, kBf16Tol);
     ts.check_guards();
   }
+  CudaBackend& cuda() { return dynamic_cast<CudaBackend&>(gpu()); }
 };
 
 TEST_F(CudaLinear, OddSizesEveryPath) {
@@ -111,6 +123,26 @@ TEST_F(CudaLinear, ExpertShapes) {
       {50, 1024, 2560}, {50, 4096, 1024},
   };
   for (const LinearCase& c : cases) run(c);
+}
+
+// A cuBLASLt plan's first call times the heuristic's candidates (GemmTuner), eagerly on the
+// op stream or, under capture, on a side stream outside the graph. Either way the timing runs
+// write their own buffer: a residual GEMM (y += ...) adds once, and the capture holds only the
+// real call (the replay adds once more to the uploaded y and must still match). Row counts no
+// other test uses: a choice is kept process-wide per plan key, and a key tuned before is not
+// timed again.
+TEST_F(CudaLinear, TunedPlansEagerAndUnderCapture) {
+  using A = Activation;
+  const int before = cuda().gemm_tuning_totals().plans;
+  run({509, 1152, 1152, kBF, kBF, 1, A::kNone, true});
+  EXPECT_EQ(cuda().gemm_tuning_totals().plans, before + 1) << "the eager plan was not timed";
+  run({449, 1152, 4304, kBF, kBF, 1, A::kGeluTanh}, true);
+  run({449, 4304, 1152, kBF, kBF, 1, A::kNone, true}, true);
+  EXPECT_EQ(cuda().gemm_tuning_totals().plans, before + 3) << "a captured plan was not timed";
+  // Off: the heuristic's first candidate, untimed, as correct.
+  cuda().set_gemm_tuning(false);
+  run({317, 1152, 1152, kBF, kBF, 1, A::kNone, true});
+  EXPECT_EQ(cuda().gemm_tuning_totals().plans, before + 3);
 }
 
 TEST_F(CudaLinear, EpilogueInRowChunks) {

@@ -210,6 +210,7 @@ void CudaBackend::release() noexcept {
     if (plan.c) cublasLtMatrixLayoutDestroy(plan.c);
   }
   plans_.clear();
+  tuner_.release();
   for (auto& [key, exec] : graphs_) cudaGraphExecDestroy(exec);
   graphs_.clear();
   if (graph_start_) cudaEventDestroy(graph_start_);

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "backend/cuda/cuda_gemm_tune.h"
 #include "core/tensor.h"
 
 namespace frt {
@@ -129,6 +130,10 @@ class CudaBackend final : public Backend {
   // kernel takes the projection. On by default (measured ~1.8 us faster per expert layer on the
   // H100, docs/performance.md session 8); tests and benchmarks switch it to compare the two.
   void set_qkv_rope_fusion(bool on) { qkv_rope_fusion_ = on; }
+  // Whether a cuBLASLt plan's first call times the heuristic's candidate algorithms and keeps
+  // the fastest (cuda_gemm_tune.h); on by default, off: the heuristic's first (tests compare).
+  void set_gemm_tuning(bool on) { tuner_.set_enabled(on); }
+  const cuda::GemmTuner::Totals& gemm_tuning_totals() const { return tuner_.totals(); }
   // Which path linear() calls took (counted on the host at enqueue; tests and benchmarks read it).
   struct LinearStats {
     int64_t skinny = 0;      // weight-streaming kernel (bf16 or fp8 weights)
@@ -221,6 +226,7 @@ class CudaBackend final : public Backend {
     cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
     cublasLtMatmulAlgo_t algo{};
     size_t workspace = 0;
+    std::vector<cuda::LtCandidate> candidates;  // until the first call has timed them
   };
   const GemmPlan& gemm_plan(const char* op, const GemmKey& key);
 
@@ -252,6 +258,7 @@ class CudaBackend final : public Backend {
   int* error_flag_ = nullptr;  // [4]: code, index, value, bound (see raise_device_errors)
   std::vector<void*> buffers_;  // every cudaMalloc, freed by the destructor
   std::map<GemmKey, GemmPlan> plans_;
+  cuda::GemmTuner tuner_;  // its buffers are freed after each capture (run_graph)
   size_t bytes_ = 0;
   int attn_max_head_dim_ = 0;  // from cuda_attention_setup
   bool skinny_gemm_enabled_ = true;

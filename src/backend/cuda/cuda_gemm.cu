@@ -1,5 +1,6 @@
-// GEMMs of the CUDA backend: cuBLASLt plans (descriptors + the heuristic's first algorithm,
-// chosen once per shape / dtypes / row strides / pointer alignment / epilogue and cached) and a
+// GEMMs of the CUDA backend: cuBLASLt plans (descriptors + the fastest of the heuristic's
+// candidate algorithms, timed at the plan's first call by GemmTuner; one plan per shape /
+// dtypes / row strides / pointer alignment / epilogue, cached) and a
 // plain CUDA-core fallback kernel with the full linear epilogue for what cuBLASLt does not take
 // (mixed x/w dtypes such as the f32 action input, K = 0, no algorithm offered).
 // Epilogues: CUBLASLT_EPILOGUE_BIAS / GELU_BIAS / GELU (cuBLASLt's GELU is the tanh form, applied
@@ -12,6 +13,7 @@
 // Covered by tests/gpu/test_cuda_ops.cpp (CudaOps.Linear, CudaOps.PatchEmbed).
 #include <algorithm>
 #include <cstdint>
+#include <vector>
 
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_check.h"
@@ -153,10 +155,15 @@ const CudaBackend::GemmPlan& CudaBackend::gemm_plan(const char* op, const GemmKe
     if (st != CUBLAS_STATUS_SUCCESS && st != CUBLAS_STATUS_NOT_SUPPORTED &&
         st != CUBLAS_STATUS_INVALID_VALUE)
       cuda::throw_cublas(op, "cublasLtMatmulAlgoGetHeuristic", st);
-    for (int i = 0; st == CUBLAS_STATUS_SUCCESS && i < count && !plan.ok; ++i) {
+    // Every usable candidate, the heuristic's order kept: the plan's first call times them
+    // (GemmTuner) once its real operands and scale / bias pointers exist.
+    for (int i = 0; st == CUBLAS_STATUS_SUCCESS && i < count; ++i) {
       if (results[i].state != CUBLAS_STATUS_SUCCESS || results[i].workspaceSize > ws) continue;
-      plan.algo = results[i].algo;
-      plan.workspace = results[i].workspaceSize;
+      plan.candidates.push_back({results[i].algo, results[i].workspaceSize});
+    }
+    if (!plan.candidates.empty()) {
+      plan.algo = plan.candidates[0].algo;
+      plan.workspace = plan.candidates[0].workspace;
       plan.ok = true;
     }
     if (!plan.ok) destroy();
@@ -210,6 +217,30 @@ bool CudaBackend::gemm_lt(const char* op, const Gemm& g) {
                                                         &g.b_scale, sizeof(g.b_scale)));
   }
   const float alpha = 1.f, beta = g.accumulate ? 1.f : 0.f;
+  if (!plan.candidates.empty()) {  // first call of this plan: keep the fastest candidate
+    cuda::LtCall call;
+    call.lt = lt_;
+    call.desc = plan.desc;
+    call.a = plan.a;
+    call.b = plan.b;
+    call.c_layout = plan.c;
+    call.a_ptr = g.w;
+    call.b_ptr = g.x;
+    call.c_ptr = g.y;
+    call.beta = beta;
+    call.d_bytes = static_cast<size_t>(g.ldy * (g.M - 1) + g.N) * dtype_size(g.yt);
+    call.workspace = lt_workspace_;
+    call.workspace_bytes = kLtWorkspaceBytes;
+    const std::vector<int64_t> tune_key{device_,     key.M,       key.N,       key.K,
+                                        key.ldx,     key.ldw,     key.ldy,     key.xt,
+                                        key.wt,      key.yt,      key.beta,    key.align_x,
+                                        key.align_w, key.align_y, key.epilogue, key.bias_t,
+                                        key.align_bias};
+    const int pick = tuner_.pick(op, tune_key, call, plan.candidates, stream_);
+    plan.algo = plan.candidates[pick].algo;
+    plan.workspace = plan.candidates[pick].workspace;
+    plan.candidates.clear();
+  }
   const cublasStatus_t st =
       cublasLtMatmul(lt_, plan.desc, &alpha, g.w, plan.a, g.x, plan.b, &beta, g.y, plan.c, g.y,
                      plan.c, &plan.algo, lt_workspace_, kLtWorkspaceBytes, stream_);

@@ -62,6 +62,7 @@ void CudaBackend::run_graph(const std::string& key, const std::function<void()>&
       capturing_ = false;
       err = cudaStreamEndCapture(stream_, &graph);
     }
+    tuner_.release();  // GEMM plans are made: their timing buffers are not needed any more
     std::vector<StageMark> marks;
     marks.swap(capture_marks_);
     if (err == cudaSuccess) err = cudaGraphInstantiate(&exec, graph, 0);
@@ -81,8 +82,11 @@ void CudaBackend::run_graph(const std::string& key, const std::function<void()>&
     graph_marks_[key] = std::move(marks);
     // Every capture is logged: a capture per predict would mean a launch parameter depends on
     // the inputs (scripts/device/check_graphs.py counts these lines).
+    const cuda::GemmTuner::Totals& t = tuner_.totals();
     log_info("CUDA graph captured for input layout '", key, "' (", graphs_.size(),
-             " graph(s) held)");
+             " graph(s) held; cuBLASLt plans tuned so far: ", t.plans, ", ", t.changed,
+             " off the heuristic's first, their calls ", static_cast<int>(t.first_us), " -> ",
+             static_cast<int>(t.chosen_us), " us)");
     graph_timed_ = false;
     return;  // the warm-up run above was this call's result
   }
