@@ -48,6 +48,7 @@
 #include "backend/cuda/cuda_rope.cuh"
 #include "backend/cuda/cuda_skinny_gemm.h"
 #include "backend/cuda/cuda_skinny_gemm_args.cuh"
+#include "backend/cuda/cuda_skinny_gemm_plan.h"
 
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
 #define FRT_SKINNY_CLUSTERS 1  // device code with thread-block clusters
@@ -59,12 +60,7 @@ namespace frt {
 
 namespace {
 using cuda::Mat;
-using namespace skinny;  // SkinnyArgs, QkvSplit, Prologue (cuda_skinny_gemm_args.cuh)
-
-constexpr int kWarps = 8;
-constexpr int kThreads = kWarps * 32;
-constexpr int kTileRows = kWarps * 16;  // weight rows per CTA x warps along k
-constexpr int kMaxCluster = 8;          // portable cluster size
+using namespace skinny;  // SkinnyArgs, QkvSplit, Prologue (_args.cuh); Plan, kWarps (_plan.h)
 
 #include "backend/cuda/cuda_skinny_gemm.cuh"  // device helpers (inside this namespace)
 
@@ -382,22 +378,6 @@ __global__ void __launch_bounds__(kThreads, 2) skinny_gemm_kernel(const SkinnyAr
 
 using KernelFn = void (*)(SkinnyArgs);
 
-int m_tiles_for(int64_t M) { return M <= 8 ? 1 : M <= 16 ? 2 : M <= 32 ? 4 : 8; }
-// Kernel variants: bf16 weights with bf16 x / with f32 x, fp8 weights with bf16 x.
-enum Variant : int { kVarBf16 = 0, kVarXf32 = 1, kVarW8 = 2, kVariants = 3 };
-Variant variant_of(DType x, DType w) {
-  return w == DType::kF8E4M3 ? kVarW8 : x == DType::kF32 ? kVarXf32 : kVarBf16;
-}
-
-// k-steps per weight batch (two batches in flight per warp): 4 (8 loads of 16 bytes per lane
-// and batch) where registers allow, fewer where the accumulators / hi+lo x planes need them
-// (<= 128 registers for 2 CTAs per SM and no spills on sm_80/89/90a/120, per ptxas -v). FP8: 2
-// (64 k per step, so the same 128 k per batch as bf16: k-splits stay as deep, half the bytes).
-constexpr int steps_for(int mt, int var) {
-  return mt >= 4 ? 1 : var == kVarXf32 ? 2 : var == kVarW8 ? 2 : 4;
-}
-constexpr int step_k(int var) { return var == kVarW8 ? 64 : 32; }
-
 template <int MT, int VAR, bool SPLIT>
 KernelFn kernel_of(int wk) {
   constexpr int U = steps_for(MT, VAR);
@@ -426,32 +406,6 @@ KernelFn kernel_for(int mt, int wk, int var, bool split) {
     default: return kernel_mt<8, false>(wk, var);
   }
 }
-
-struct Plan {
-  int mt = 1, u = 4, wk = 1, rows = 128, batch_k = 128, cluster = 1, xs_log2 = 7;
-  int64_t ks = 0, blocks_n = 0;
-  size_t smem = 0, rms_off = 0, pro_off = 0;
-  size_t recv_off = 0;  // > 0: partials pushed to their owner (SkinnyArgs::recv_off)
-  bool norm_full = false;  // norm prologue: whole x rows staged once (SkinnyArgs::norm_full)
-  bool clusters = false;   // device and kernel code support clusters (and griddepcontrol)
-};
-
-// Shared memory of a CTA: the x stage, reused by the partial tile.
-size_t smem_bytes(int mt, int wk, int var, int xs_log2) {
-  const size_t mp = 8 * static_cast<size_t>(mt);
-  const size_t stage = (var == kVarXf32 ? 2 : 1) * mp * ((size_t{2} << xs_log2) + 64);
-  const size_t part = static_cast<size_t>(wk) * mp * (kTileRows / wk + 4) * sizeof(float);
-  return std::max(stage, part);
-}
-
-// Largest dynamic shared memory a CTA may ask for: two CTAs per SM, at most 72 KB each.
-constexpr int kSmemCap = 72 * 1024;
-// inv_rms of the norm prologues: one float per x row, after the stage / partial-tile area.
-constexpr int kRmsBytes = static_cast<int>(kSkinnyMaxRows * sizeof(float));
-
-struct DeviceShape {
-  int sms = 0, major = 0, smem_per_cta = 0;  // smem_per_cta: what a CTA may use (2 per SM)
-};
 
 // Once per process, for every instantiation: whether its code can use clusters (built for
 // sm_90+, not PTX of an older target JIT-compiled for this device), and its dynamic shared
@@ -482,136 +436,23 @@ KernelInfo probe_kernels(int cap) {
   return info;
 }
 
-// SM count, compute-capability major and per-CTA shared memory of a device, queried once.
-DeviceShape device_shape(int device) {
-  const char* op = "linear (skinny)";
-  constexpr int kMaxDevices = 64;
-  static std::atomic<int> cache[kMaxDevices][3];  // sms == 0: not yet queried
-  const bool cached = device >= 0 && device < kMaxDevices;
-  DeviceShape d;
-  if (cached && cache[device][0].load(std::memory_order_acquire) > 0) {
-    d.sms = cache[device][0].load(std::memory_order_relaxed);
-    d.major = cache[device][1].load(std::memory_order_relaxed);
-    d.smem_per_cta = cache[device][2].load(std::memory_order_relaxed);
-    return d;
-  }
-  int per_sm = 0, optin = 0;
-  FRT_CUDA_CHECK(op, cudaDeviceGetAttribute(&d.sms, cudaDevAttrMultiProcessorCount, device));
-  FRT_CUDA_CHECK(op, cudaDeviceGetAttribute(&d.major, cudaDevAttrComputeCapabilityMajor, device));
-  FRT_CUDA_CHECK(
-      op, cudaDeviceGetAttribute(&per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, device));
-  FRT_CUDA_CHECK(op,
-                 cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
-  d.smem_per_cta = std::min({kSmemCap, optin, per_sm / 2 - 1024});
-  if (cached) {
-    cache[device][1].store(d.major, std::memory_order_relaxed);
-    cache[device][2].store(d.smem_per_cta, std::memory_order_relaxed);
-    cache[device][0].store(d.sms, std::memory_order_release);  // last: marks the entry valid
-  }
-  return d;
-}
+}  // namespace
 
-bool kernel_has_clusters(int mt, int wk, int var, int cap) {
+// (cuda_skinny_gemm_plan.h)
+bool skinny::kernel_has_clusters(int mt, int wk, int var, int cap) {
   static const KernelInfo info = probe_kernels(cap);  // thread-safe once; retried if it threw
   return info.clusters[var][mt_index(mt)][wk - 1];
 }
 
-int log2_floor(int64_t v) {
-  int l = 0;
-  while ((int64_t{2} << l) <= v) ++l;
-  return l;
-}
-
-std::atomic<int> g_force_wk{0}, g_force_cluster{0};  // skinny_gemm_force_plan
-
-int log2_ceil(int64_t v) {
-  int l = 0;
-  while ((int64_t{1} << l) < v) ++l;
-  return l;
-}
-
-// The push reduction's receive area (MT <= 2 with a cluster, where it fits): one float per
-// (rank, k slot, tile row, m) past everything else, 16-byte aligned.
-Plan with_receive_area(Plan p, const DeviceShape& dev) {
-  if (p.mt > 2 || p.cluster < 2) return p;
-  const size_t off = (p.smem + 15) & ~size_t{15};
-  const size_t bytes = static_cast<size_t>(p.wk) * 8 * p.mt * (kTileRows / p.wk) * sizeof(float);
-  if (off + bytes > static_cast<size_t>(dev.smem_per_cta)) return p;
-  p.recv_off = off;
-  p.smem = off + bytes;
-  return p;
-}
-
-// Tile and split for a shape: enough CTAs to keep every SM streaming (about two per SM), rows
-// per CTA as large as that allows (x is re-read once per row block), k-splits only as deep as
-// needed and at least one weight batch each; x staged for the CTA's whole k-range when it fits.
-// pro (a Prologue): norms stage whole x rows once when they fit (norm_full; else the stage
-// leaves room for inv_rms).
-// Wide weights (64-row blocks alone about fill the SMs, gate_up's N = 8192): 64 rows per CTA
-// over the whole K, no split: each CTA streams one contiguous block. Measured (H100, M = 10,
-// gate_up bf16 plain): 8.8 us against 12.5 for 128 rows x 4-way split (256 CTAs), 10.0 for a
-// 2-way split; shorter row runs per CTA cost DRAM efficiency there.
-Plan make_plan(const CudaBackend& be, int64_t M, int64_t N, int64_t K, int var, int pro) {
-  const DeviceShape dev = device_shape(be.device_index());
-  Plan p;
-  p.mt = m_tiles_for(M);
-  p.u = steps_for(p.mt, var);
-  const int64_t wide_blocks = (N + kTileRows - 1) / kTileRows;
-  const bool arch_clusters = dev.major >= 9;
-  p.wk = wide_blocks * (arch_clusters ? kMaxCluster : 1) >= dev.sms ? 1 : 2;
-  const bool wide = 2 * wide_blocks >= dev.sms - dev.sms / 8;
-  if (wide) p.wk = 2;
-  if (const int f = g_force_wk.load(std::memory_order_relaxed); f == 1 || f == 2) p.wk = f;
-  // (kernel_has_clusters also raises the kernels' shared-memory limit: call it on every device)
-  const bool built_for_clusters = kernel_has_clusters(p.mt, p.wk, var, dev.smem_per_cta);
-  const bool clusters = arch_clusters && built_for_clusters;
-  p.clusters = clusters;
-  const int max_split = clusters ? kMaxCluster : 1;
-  p.rows = kTileRows / p.wk;
-  p.batch_k = step_k(var) * p.u * p.wk;
-  p.blocks_n = (N + p.rows - 1) / p.rows;
-  while (!wide && p.cluster < max_split &&
-         p.blocks_n * 2 * p.cluster <= 2 * static_cast<int64_t>(dev.sms) &&
-         K >= 2 * static_cast<int64_t>(p.cluster) * p.batch_k)
-    p.cluster *= 2;
-  if (const int f = g_force_cluster.load(std::memory_order_relaxed); f >= 1)
-    p.cluster = std::min(f, max_split);
-  const int64_t per_split = (K + p.cluster - 1) / p.cluster;
-  p.ks = (per_split + p.batch_k - 1) / p.batch_k * p.batch_k;
-  const bool norm = pro == kProRms || pro == kProAda;
-  const int min_xs = log2_floor(p.batch_k) + 1;  // at least two batches (the loop takes pairs)
-  if (norm) {  // whole rows, if they fit with inv_rms and scale / shift of the k-range
-    const int xs = std::max(min_xs, log2_ceil(K));
-    const size_t area = smem_bytes(p.mt, p.wk, var, xs);
-    const size_t need = area + kRmsBytes + 2 * sizeof(float) * static_cast<size_t>(p.ks);
-    if (need <= static_cast<size_t>(dev.smem_per_cta)) {
-      p.norm_full = true;
-      p.xs_log2 = xs;
-      p.rms_off = area;
-      p.pro_off = area + kRmsBytes;
-      p.smem = need;
-      return with_receive_area(p, dev);
-    }
-  }
-  // x stage: a power of two >= two batches, covering ks if the shared memory allows.
-  const int64_t planes_mp = (var == kVarXf32 ? 2 : 1) * 8 * static_cast<int64_t>(p.mt);
-  const int64_t room = dev.smem_per_cta - (norm ? kRmsBytes : 0) - 64 * planes_mp;
-  p.xs_log2 = min_xs;
-  while ((int64_t{1} << p.xs_log2) < p.ks && (int64_t{2} << p.xs_log2) * 2 * planes_mp <= room)
-    ++p.xs_log2;
-  p.smem = p.rms_off = p.pro_off = smem_bytes(p.mt, p.wk, var, p.xs_log2);
-  if (norm) p.smem += kRmsBytes;
-  return with_receive_area(p, dev);
-}
-
+namespace {
 // The GEMM's x [M, K] of fused_linear (the gate half of a GeGLU input [M, 2K]).
 Tensor gemm_x(const Tensor& x, const LinearPrologue& pro) {
   return pro.kind == LinearPrologue::Kind::kGeglu ? x.col_slice(0, x.cols() / 2) : x;
 }
 
-// One launch of the kernel: linear()'s GEMM (pro kNone, gate null) or fused_linear's.
 }  // namespace
 
+// One launch of the kernel: linear()'s GEMM (pro kNone, gate null) or fused_linear's.
 void skinny::launch(CudaBackend& be, const char* op, Tensor y, Tensor x, Tensor w,
                     const Tensor* bias, Activation act, bool accumulate, const LinearPrologue& pro,
                     const Tensor* gate, const QkvSplit* split) {
@@ -673,22 +514,6 @@ void skinny::launch(CudaBackend& be, const char* op, Tensor y, Tensor x, Tensor 
   cuda::check_arg(fn != nullptr, op, "the qkv + RoPE epilogue takes at most 16 rows of x");
   FRT_CUDA_CHECK(op, cudaLaunchKernelEx(&cfg, fn, args));
   FRT_CUDA_LAUNCH_CHECK(op);
-}
-
-void skinny_gemm_force_plan(int wk, int cluster) {
-  g_force_wk.store(wk, std::memory_order_relaxed);
-  g_force_cluster.store(cluster, std::memory_order_relaxed);
-}
-
-std::string skinny_gemm_plan(const CudaBackend& be, int64_t M, int64_t N, int64_t K, DType x_dtype,
-                             DType w_dtype) {
-  const Plan p = make_plan(be, M, N, K, variant_of(x_dtype, w_dtype), skinny::kProNone);
-  std::ostringstream os;
-  os << "m_tiles=" << p.mt << " steps/batch=" << p.u << " rows/cta=" << p.rows
-     << " k_split=" << p.cluster << (p.cluster > 1 ? " (cluster)" : "")
-     << " ctas=" << p.blocks_n * p.cluster << " k/cta=" << p.ks << " k/batch=" << p.batch_k
-     << " x_stage_k=" << (1 << p.xs_log2) << " smem=" << p.smem;
-  return os.str();
 }
 
 }  // namespace frt
