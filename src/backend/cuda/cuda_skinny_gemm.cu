@@ -13,10 +13,12 @@
 //    tile as loaded (16 rows x 32 k per step), B = staged x (8 rows per m-tile, up to 8 m-tiles).
 //    A lane's 16-byte weight vector is 8 consecutive k; the k order inside a 32-k step is
 //    permuted identically for A and B, so both come straight from 16-byte loads, no shuffles.
-//  - Split-K across the CTAs of a thread-block cluster (sm_90+, up to 8): each CTA leaves its
-//    partial tile in shared memory; after a cluster barrier each CTA reduces a slice of the
-//    tile from all peers (distributed shared memory) in a fixed order and runs the epilogue.
-//    One launch, no global scratch, no atomics, bit-reproducible. Without clusters (sm_80/89, or
+//  - Split-K across the CTAs of a thread-block cluster (sm_90+, up to 8): M <= 16, each CTA
+//    pushes its partials into the receive area of the CTA owning those outputs
+//    (st.shared::cluster), one cluster barrier, the owner sums them from its own shared memory
+//    (push_reduce_epilogue); more rows leave the partial tile in shared memory and each CTA
+//    pulls its slice from all peers after the barrier. Both sum in the same fixed (rank, k slot)
+//    order: one launch, no global scratch, no atomics, bit-reproducible. Without clusters (sm_80/89, or
 //    PTX built for them) each CTA covers the whole K.
 //  - x in F32 (the action input) is split into hi + lo bf16 planes (two MMAs): the product stays
 //    within ~2^-16 of fp32 instead of rounding x to bf16.
@@ -29,7 +31,8 @@
 //    cp.async round trip after griddepcontrol.wait: norms stage whole x rows (M x K, when they
 //    fit) plus scale / shift, take the row factors from shared memory and normalize the CTA's
 //    k-range in place; GeGLU goes through registers (gelu(g) * u).
-// Routing (which calls come here): cuda_skinny_gemm_route.cu. Covered by
+// Plan (tiles, split, x stage): cuda_skinny_gemm_plan.cu. Routing (which calls come here):
+// cuda_skinny_gemm_route.cu. Covered by
 // tests/gpu/test_cuda_skinny_gemm.cpp and test_cuda_fused_linear.cpp; timed by
 // bench/bench_linear_cuda.cpp and bench_fused_linear_cuda.cpp.
 #include <cuda_bf16.h>

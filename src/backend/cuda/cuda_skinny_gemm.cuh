@@ -1,8 +1,9 @@
 // Device helpers of the skinny weight-streaming GEMM (cuda_skinny_gemm.cu): streaming loads,
 // cp.async, the bf16 MMA, the F32-x hi/lo split, the FP8 (E4M3) -> bf16 register dequantization,
 // the cluster barrier / distributed-shared-memory accessors (sm_90+), fused_linear's
-// prologues (norm / GeGLU applied to x while it is staged) and the pushed-partials reduction. Included by cuda_skinny_gemm.cu only
-// (inside its anonymous namespace, after SkinnyArgs and the block shape).
+// prologues (norm / GeGLU applied to x while it is staged) and the pushed-partials reduction.
+// Included by cuda_skinny_gemm.cu only (inside its anonymous namespace, after SkinnyArgs and
+// the block shape).
 // Covered by tests/gpu/test_cuda_skinny_gemm.cpp, tests/gpu/test_cuda_fp8.cpp and
 // tests/gpu/test_cuda_fused_linear.cpp.
 #pragma once
