@@ -218,19 +218,10 @@ bool CudaBackend::gemm_lt(const char* op, const Gemm& g) {
   }
   const float alpha = 1.f, beta = g.accumulate ? 1.f : 0.f;
   if (!plan.candidates.empty()) {  // first call of this plan: keep the fastest candidate
-    cuda::LtCall call;
-    call.lt = lt_;
-    call.desc = plan.desc;
-    call.a = plan.a;
-    call.b = plan.b;
-    call.c_layout = plan.c;
-    call.a_ptr = g.w;
-    call.b_ptr = g.x;
-    call.c_ptr = g.y;
-    call.beta = beta;
-    call.d_bytes = static_cast<size_t>(g.ldy * (g.M - 1) + g.N) * dtype_size(g.yt);
-    call.workspace = lt_workspace_;
-    call.workspace_bytes = kLtWorkspaceBytes;
+    const size_t d_bytes = static_cast<size_t>(g.ldy * (g.M - 1) + g.N) * dtype_size(g.yt);
+    const cuda::LtCall call{lt_, plan.desc, plan.a,  plan.b,        plan.c,           g.w,
+                            g.x, g.y,       beta,    d_bytes,       lt_workspace_,
+                            kLtWorkspaceBytes};
     const std::vector<int64_t> tune_key{device_,     key.M,       key.N,       key.K,
                                         key.ldx,     key.ldw,     key.ldy,     key.xt,
                                         key.wt,      key.yt,      key.beta,    key.align_x,
