@@ -39,7 +39,7 @@ for stage in $STAGES; do
       "$B/flashrt" bench --checkpoint /tmp/frt_full_pi05 --hardware cuda --views 2 --steps 10 \
         --horizon 10 --iters 3 --warmup 1 --profile 2>&1 | tee "$OUT/profile.log" ;;
     # Replay table; PRECISIONS="bf16 fp8" (flashrt bench --bf16 / --fp8).
-    replay) for p in ${PRECISIONS:-bf16 fp8}; do for v in ${VIEWS:-1 2 3}; do for h in ${HORIZONS:-10 50}; do
+    replay) full_ckpt pi05 && for p in ${PRECISIONS:-bf16 fp8}; do for v in ${VIEWS:-1 2 3}; do for h in ${HORIZONS:-10 50}; do
         echo "precision $p views $v horizon $h" | tee -a "$OUT/replay.log"
         bench_full "$B" /tmp/frt_full_pi05 $v $h $p ${ITERS:-500} ${WARMUP:-50} 2>&1 |
           tee -a "$OUT/replay.log" | grep -E "iters|replay|memory"
