@@ -144,10 +144,12 @@ const CudaBackend::GemmPlan& CudaBackend::gemm_plan(const char* op, const GemmKe
     FRT_CUBLAS_CHECK(op, cublasLtMatmulPreferenceSetAttribute(
                              pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al_c, sizeof(al_c)));
 
-    cublasLtMatmulHeuristicResult_t results[8] = {};
+    // Candidates asked of the heuristic (all timed at the plan's first call, GemmTuner).
+    constexpr int kLtCandidates = 8;
+    cublasLtMatmulHeuristicResult_t results[kLtCandidates] = {};
     int count = 0;
     const cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(
-        lt_, plan.desc, plan.a, plan.b, plan.c, plan.c, pref, 8, results, &count);
+        lt_, plan.desc, plan.a, plan.b, plan.c, plan.c, pref, kLtCandidates, results, &count);
     cublasLtMatmulPreferenceDestroy(pref);
     pref = nullptr;
     // NOT_SUPPORTED / INVALID_VALUE (an epilogue / bias type / FP8 layout it refuses) / no
