@@ -13,6 +13,9 @@
 // Covered by tests/gpu/test_cuda_ops.cpp (CudaOps.Linear, CudaOps.PatchEmbed).
 #include <algorithm>
 #include <cstdint>
+#include <map>
+#include <mutex>
+#include <utility>
 #include <vector>
 
 #include "backend/cuda/cuda_backend.h"
@@ -224,12 +227,23 @@ bool CudaBackend::gemm_lt(const char* op, const Gemm& g) {
     const cuda::LtCall call{lt_, plan.desc, plan.a,  plan.b,        plan.c,           g.w,
                             g.x, g.y,       beta,    d_bytes,       lt_workspace_,
                             kLtWorkspaceBytes};
-    const std::vector<int64_t> tune_key{device_,     key.M,       key.N,       key.K,
-                                        key.ldx,     key.ldw,     key.ldy,     key.xt,
-                                        key.wt,      key.yt,      key.beta,    key.align_x,
-                                        key.align_w, key.align_y, key.epilogue, key.bias_t,
-                                        key.align_bias};
-    const int pick = tuner_.pick(op, tune_key, call, plan.candidates, stream_);
+    // One choice per (device, key) for the whole process: every backend runs the same
+    // algorithm for the same key (two models in one process stay bit-identical).
+    static std::mutex choices_mutex;
+    static std::map<std::pair<int, GemmKey>, int> choices;
+    std::unique_lock<std::mutex> lock(choices_mutex);
+    const auto known = choices.find({device_, key});
+    int pick = known != choices.end() ? known->second : -1;
+    lock.unlock();
+    if (pick < 0 || pick >= static_cast<int>(plan.candidates.size())) {
+      pick = tuner_.pick(op, call, plan.candidates, stream_);
+      if (pick >= 0) {
+        lock.lock();
+        choices[{device_, key}] = pick;
+      } else {
+        pick = 0;  // not timed: the heuristic's first, not kept for other backends
+      }
+    }
     plan.algo = plan.candidates[pick].algo;
     plan.workspace = plan.candidates[pick].workspace;
     plan.candidates.clear();

@@ -4,21 +4,12 @@
 #include "backend/cuda/cuda_gemm_tune.h"
 
 #include <cstdint>
-#include <map>
-#include <mutex>
 
 #include "core/log.h"
 
 namespace frt::cuda {
 
 namespace {
-// The process's choices: plan key -> candidate index (see GemmTuner::pick).
-std::mutex g_choices_mutex;
-std::map<std::vector<int64_t>, int>& choices() {
-  static std::map<std::vector<int64_t>, int> m;
-  return m;
-}
-
 // Restores the thread's stream-capture mode on scope exit.
 struct CaptureModeScope {
   cudaStreamCaptureMode mode = cudaStreamCaptureModeRelaxed;
@@ -62,24 +53,20 @@ float GemmTuner::time_candidate(const LtCall& call, const LtCandidate& c, void* 
   return 1000.f * ms / kReps;
 }
 
-int GemmTuner::pick(const char* op, const std::vector<int64_t>& key, const LtCall& call,
-                    const std::vector<LtCandidate>& cands, cudaStream_t stream) {
-  if (!enabled_ || cands.size() < 2) return 0;
-  {
-    std::lock_guard<std::mutex> lock(g_choices_mutex);
-    auto it = choices().find(key);
-    if (it != choices().end() && it->second < static_cast<int>(cands.size())) return it->second;
-  }
+int GemmTuner::pick(const char* op, const LtCall& call, const std::vector<LtCandidate>& cands,
+                    cudaStream_t stream) {
+  if (!enabled_ || cands.size() < 2) return -1;
   cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
   if (cudaStreamIsCapturing(stream, &status) != cudaSuccess) {
     cudaGetLastError();
-    return 0;
+    return -1;
   }
   const bool capturing = status != cudaStreamCaptureStatusNone;
   CaptureModeScope scope;
   if (capturing) scope.relax();  // side-stream work, events and cudaMalloc are allowed then
   bool ok = !capturing || scope.active;
-  if (ok && capturing && !side_) ok = cudaStreamCreateWithFlags(&side_, cudaStreamNonBlocking) == cudaSuccess;
+  if (ok && capturing && !side_)
+    ok = cudaStreamCreateWithFlags(&side_, cudaStreamNonBlocking) == cudaSuccess;
   if (ok && !start_) ok = cudaEventCreate(&start_) == cudaSuccess;
   if (ok && !stop_) ok = cudaEventCreate(&stop_) == cudaSuccess;
   void* d = ok ? out_buffer(call.d_bytes) : nullptr;
@@ -98,11 +85,7 @@ int GemmTuner::pick(const char* op, const std::vector<int64_t>& key, const LtCal
       log_warning(op, ": timing cuBLASLt's candidate algorithms failed; keeping its heuristic's "
                       "first choice (correct, possibly slower)");
     warned_ = true;
-    return 0;
-  }
-  {
-    std::lock_guard<std::mutex> lock(g_choices_mutex);
-    choices()[key] = best;
+    return -1;
   }
   totals_.plans += 1;
   totals_.changed += best != 0 ? 1 : 0;

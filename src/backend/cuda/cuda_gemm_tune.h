@@ -9,7 +9,7 @@
 // are kept until release() (cudaFree would synchronize the device mid-capture). The timings
 // vary a little between processes, so two processes may keep different algorithms for a plan
 // (results then differ within bf16 rounding, as between GPUs); within a process the choice is
-// fixed per key.
+// fixed per plan key (CudaBackend::gemm_lt keeps the choices process-wide).
 // Covered by tests/gpu/test_cuda_ops.cpp (CudaLinear.TunedPlansEagerAndUnderCapture).
 #pragma once
 
@@ -17,7 +17,6 @@
 #include <cuda_runtime.h>
 
 #include <cstddef>
-#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -50,14 +49,12 @@ class GemmTuner {
   GemmTuner& operator=(const GemmTuner&) = delete;
   ~GemmTuner() { release(); }
 
-  // Index into `cands` of the fastest candidate on `stream`'s device; 0 (the heuristic's
-  // first) when tuning is off, there is one candidate, or the timing itself fails (reported
-  // once as a warning: tuning is an optimization, never a reason to fail a predict).
-  // `key` names the plan (device, shape, dtypes, strides, alignments, epilogue): a choice is
-  // kept process-wide, so every backend of the process runs the same algorithm for the same
-  // key (two models in one process give bit-identical results, as without tuning).
-  int pick(const char* op, const std::vector<int64_t>& key, const LtCall& call,
-           const std::vector<LtCandidate>& cands, cudaStream_t stream);
+  // Index into `cands` of the fastest candidate on `stream`'s device; -1 (nothing timed: run
+  // the heuristic's first) when tuning is off, there is one candidate, or the timing itself
+  // fails (reported once as a warning: tuning is an optimization, never a reason to fail a
+  // predict).
+  int pick(const char* op, const LtCall& call, const std::vector<LtCandidate>& cands,
+           cudaStream_t stream);
   // Frees the output buffers, the side stream and the events. Never while a capture is open.
   void release() noexcept;
 

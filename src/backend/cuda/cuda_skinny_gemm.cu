@@ -17,9 +17,9 @@
 //    pushes its partials into the receive area of the CTA owning those outputs
 //    (st.shared::cluster), one cluster barrier, the owner sums them from its own shared memory
 //    (push_reduce_epilogue); more rows leave the partial tile in shared memory and each CTA
-//    pulls its slice from all peers after the barrier. Both sum in the same fixed (rank, k slot)
-//    order: one launch, no global scratch, no atomics, bit-reproducible. Without clusters (sm_80/89, or
-//    PTX built for them) each CTA covers the whole K.
+//    pulls its slice from all peers after the barrier. Both sum in the same fixed (rank, k
+//    slot) order: one launch, no global scratch, no atomics, bit-reproducible. Without clusters
+//    (sm_80/89, or PTX built for them) each CTA covers the whole K.
 //  - x in F32 (the action input) is split into hi + lo bf16 planes (two MMAs): the product stays
 //    within ~2^-16 of fp32 instead of rounding x to bf16.
 //  - FP8 weights: a lane's 16-byte vector is 16 k; it is dequantized to bf16 in registers with

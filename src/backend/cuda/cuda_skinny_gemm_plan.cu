@@ -89,6 +89,8 @@ Plan with_receive_area(Plan p, const DeviceShape& dev) {
   return p;
 }
 
+}  // namespace
+
 // Tile and split for a shape: enough CTAs to keep every SM streaming (about two per SM), rows
 // per CTA as large as that allows (x is re-read once per row block), k-splits only as deep as
 // needed and at least one weight batch each; x staged for the CTA's whole k-range when it fits.
@@ -98,8 +100,6 @@ Plan with_receive_area(Plan p, const DeviceShape& dev) {
 // over the whole K, no split: each CTA streams one contiguous block. Measured (H100, M = 10,
 // gate_up bf16 plain): 8.8 us against 12.5 for 128 rows x 4-way split (256 CTAs), 10.0 for a
 // 2-way split; shorter row runs per CTA cost DRAM efficiency there.
-}  // namespace
-
 Plan make_plan(const CudaBackend& be, int64_t M, int64_t N, int64_t K, int var, int pro) {
   const DeviceShape dev = device_shape(be.device_index());
   Plan p;

@@ -94,8 +94,8 @@ bool skinny_fused_would_handle(const CudaBackend& be, const Tensor& y, const Ten
   // FP8 weights behind a norm: the W8A16 stream after the norm kernel measured faster than
   // fused (7.3 vs 8.4 us at qkv), so only their GeGLU / gated-residual fusions stay.
   if (w.dtype == DType::kF8E4M3 && pro.is_norm()) return false;
-  return be.skinny_gemm_enabled() && x.rows() <= kFusedRouteMaxRows && within_route_bytes(w, true) &&
-         skinny_fused_supported(y, x, w, pro);
+  return be.skinny_gemm_enabled() && x.rows() <= kFusedRouteMaxRows &&
+         within_route_bytes(w, true) && skinny_fused_supported(y, x, w, pro);
 }
 
 void skinny_gemm(CudaBackend& be, Tensor y, Tensor x, Tensor w, const Tensor* bias, Activation act,
