@@ -25,9 +25,12 @@ full_ckpt() {
 }
 # flashrt bench (graph replays, 10 steps) of a build on a full-size checkpoint:
 #   bench_full BUILD_DIR CHECKPOINT VIEWS HORIZON PRECISION ITERS WARMUP
+# VERBOSE=1 adds --verbose (debug log: each cuBLASLt plan's tuning) where the build has it.
 bench_full() {
+  local verbose=
+  [ "${VERBOSE:-0}" = 1 ] && "$1/flashrt" bench --help 2>&1 | grep -q -- --verbose && verbose=--verbose
   LD_LIBRARY_PATH=$1:$LD_LIBRARY_PATH "$1/flashrt" bench --checkpoint "$2" --hardware cuda \
-    --views "$3" --steps 10 --horizon "$4" --iters "$6" --warmup "$7" --"$5"
+    --views "$3" --steps 10 --horizon "$4" --iters "$6" --warmup "$7" --"$5" $verbose
 }
 for stage in $STAGES; do
   echo "=== stage $stage ==="
