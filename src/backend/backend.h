@@ -62,6 +62,11 @@ struct AttentionParams {
   // between the valid prefix and its own rows (key_gap_end = padded prefix length).
   Tensor key_valid;
   int key_gap_end = 0;
+  // Independent sequences of equal length stacked in the rows: q / out hold `batch` blocks of
+  // Sq / batch rows, k / v blocks of Skv / batch rows, and block b's queries see only block b's
+  // keys (every mask above applies within each block). SigLIP runs every view's attention in
+  // one call this way (one launch filling the GPU instead of one half-empty launch per view).
+  int batch = 1;
 };
 
 // What fused_linear applies to the rows of x before its GEMM.

@@ -107,19 +107,15 @@ void encode_views(Backend& be, const Pi0Weights& w, const ModelDims& d, Workspac
   const int n = static_cast<int>(slots.size()) * np;
   Tensor x = rows(ws.vis_x, n), nrm = rows(ws.vis_n, n), qkv = rows(ws.vis_qkv, n);
   Tensor attn = rows(ws.vis_attn, n), h = rows(ws.vis_h, n);
-  const AttentionParams ap{v.heads, v.heads, v.head_dim,
-                           1.0f / std::sqrt(static_cast<float>(v.head_dim)), 0, Tensor{}, 0};
+  AttentionParams ap{v.heads, v.heads, v.head_dim,
+                     1.0f / std::sqrt(static_cast<float>(v.head_dim)), 0, Tensor{}, 0};
+  ap.batch = static_cast<int>(slots.size());  // a view attends to its own patches only
   for (const SiglipLayerWeights& l : w.vision) {
-    // Pre-LN block: x += attn(LN1(x)); x += mlp(LN2(x)). Residuals fused into the GEMMs; only
-    // attention is per view (a view attends to its own patches).
+    // Pre-LN block: x += attn(LN1(x)); x += mlp(LN2(x)). Residuals fused into the GEMMs.
     be.layer_norm(nrm, x, l.ln1_w, l.ln1_b, kLayerNormEps);
     be.linear(qkv, nrm, l.qkv_w, &l.qkv_b, Activation::kNone, false);
-    for (size_t i = 0; i < slots.size(); ++i) {
-      Tensor view_qkv = qkv.row_slice(static_cast<int64_t>(i) * np, np);
-      be.attention(attn.row_slice(static_cast<int64_t>(i) * np, np), view_qkv.col_slice(0, v.width),
-                   view_qkv.col_slice(v.width, v.width), view_qkv.col_slice(2 * v.width, v.width),
-                   ap);
-    }
+    be.attention(attn, qkv.col_slice(0, v.width), qkv.col_slice(v.width, v.width),
+                 qkv.col_slice(2 * v.width, v.width), ap);
     be.linear(x, attn, l.o_w, &l.o_b, Activation::kNone, true);
     be.layer_norm(nrm, x, l.ln2_w, l.ln2_b, kLayerNormEps);
     be.linear(h, nrm, l.fc1_w, &l.fc1_b, Activation::kGeluTanh, false);

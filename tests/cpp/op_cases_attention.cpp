@@ -132,6 +132,42 @@ void attention_gap_case(int64_t Sq, int64_t Skv, int Hq, int Hkv, int D, int bli
   });
 }
 
+// `batch` sequences stacked in the rows (AttentionParams::batch; SigLIP's views): q / k / v are
+// column slices of one fused buffer, and each block's expectation is the reference attention
+// of that block alone.
+void attention_batch_case(int batch, int64_t S, int Hq, int Hkv, int D, int blind) {
+  const std::string name = "ATTENTION_BATCH(batch=" + std::to_string(batch) +
+                           ",S=" + std::to_string(S) + ",Hq=" + std::to_string(Hq) +
+                           ",Hkv=" + std::to_string(Hkv) + ",D=" + std::to_string(D) +
+                           ",blind=" + std::to_string(blind) + ")";
+  add_case("attention", name, [=](CaseContext& c) {
+    const int64_t qw = int64_t{Hq} * D, kw = int64_t{Hkv} * D, width = qw + 2 * kw;
+    const int64_t rows = batch * S;
+    AttentionParams p{Hq, Hkv, D, 1.f / std::sqrt(static_cast<float>(D)), blind};
+    p.batch = batch;
+    std::vector<float> fused = c.random(rows * width);
+    Tensor all = c.input(fused, rows, width);  // rounds `fused` to the backend's dtype
+    Tensor out = c.output(rows, qw, qw + 5);
+    c.be().attention(out, all.col_slice(0, qw), all.col_slice(qw, kw),
+                     all.col_slice(qw + kw, kw), p);
+    AttentionParams one = p;
+    one.batch = 1;
+    std::vector<double> want;
+    for (int b = 0; b < batch; ++b) {
+      std::vector<float> q, k, v;
+      for (int64_t r = b * S; r < (b + 1) * S; ++r) {
+        const float* row = fused.data() + r * width;
+        q.insert(q.end(), row, row + qw);
+        k.insert(k.end(), row + qw, row + qw + kw);
+        v.insert(v.end(), row + qw + kw, row + width);
+      }
+      const std::vector<double> block = ref::attention(q, k, v, S, S, one);
+      want.insert(want.end(), block.begin(), block.end());
+    }
+    c.expect("out", out, want);
+  });
+}
+
 }  // namespace
 
 FRT_OP_CASES(attention) {
@@ -150,6 +186,8 @@ FRT_OP_CASES(attention) {
   attention_case(5, 9, 6, 3, 7, 2, KvLayout::kSeparate, 1.f);         // odd GQA, blind
   attention_case(4, 4, 2, 1, 4, 4, KvLayout::kSeparate, 1.f);         // blind = Sq: no mask
   attention_case(7, 13, 2, 2, 64, 0, KvLayout::kSeparate, 16.f);      // logits ~ +-250
+  attention_batch_case(2, 256, 16, 16, 72, 0);                        // SigLIP, 2 views
+  attention_batch_case(3, 9, 6, 3, 8, 2);                             // GQA, blind per block
 
   // Device-resident lengths.
   rope_case(10, 8, 1, 256, 0, 10000.f, 10, 0, 0, 563);  // expert rows after a 563-token prompt

@@ -78,6 +78,13 @@ TEST(CpuOpErrors, AttentionHeadMismatch) {
   Tensor k_bad = be.alloc(DType::kF32, {5, 12}, "k");
   expect_error([&] { be.attention(out, q, k_bad, kv, p2); }, Status::kInternal,
                {"attention", "'k'", "[5, 8]", "[5, 12]"});
+  AttentionParams p3 = p2;  // 3 query rows and 5 keys are not 2 equal-length sequences
+  p3.batch = 2;
+  expect_error([&] { be.attention(out, q, kv, kv, p3); }, Status::kInternal,
+               {"attention", "batch", "divide"});
+  p3.batch = 0;
+  expect_error([&] { be.attention(out, q, kv, kv, p3); }, Status::kInternal,
+               {"attention", "batch"});
 }
 
 TEST(CpuOpErrors, EmbedGatherIdOutOfRangeNamesIdAndRows) {

@@ -2,6 +2,7 @@
 // (q head h reads kv head h / (Hq / Hkv)) and the blind_rows mask (query rows [0, blind_rows)
 // do not see the last Sq - blind_rows keys). Plain loops, OpenMP over (head, query); softmax
 // subtracts the row max; scores, the denominator and the weighted sum of v are in double.
+// batch > 1: each stacked sequence is attended on its own (AttentionParams::batch).
 // Covered by tests/cpp/test_cpu_ops.cpp (ATTENTION cases in tests/cpp/op_cases_attention.cpp).
 #include <omp.h>
 
@@ -37,6 +38,22 @@ void CpuBackend::attention(Tensor out, Tensor q, Tensor k, Tensor v, const Atten
   cpu::check_arg(std::isfinite(p.scale) && p.scale != 0.f, op, "scale must be finite, non-zero");
   cpu::check_tensor(op, "q", q, DType::kF32);
   cpu::check_tensor(op, "k", k, DType::kF32);
+  cpu::check_arg(p.batch >= 1 && q.rows() % p.batch == 0 && k.rows() % p.batch == 0, op,
+                 "batch must be >= 1 and divide the rows of q and k (equal-length sequences)");
+  if (p.batch > 1) {  // each sequence on its own (the definition of batch)
+    AttentionParams one = p;
+    one.batch = 1;
+    const int64_t sq = q.rows() / p.batch, skv = k.rows() / p.batch;
+    const int64_t q_cols = int64_t{p.num_q_heads} * p.head_dim;
+    const int64_t kv_cols = int64_t{p.num_kv_heads} * p.head_dim;
+    cpu::check_matrix(op, "k", k, k.rows(), kv_cols);
+    cpu::check_matrix(op, "v", v, k.rows(), kv_cols);
+    cpu::check_matrix(op, "out", out, q.rows(), q_cols);
+    for (int b = 0; b < p.batch; ++b)
+      attention(out.row_slice(b * sq, sq), q.row_slice(b * sq, sq), k.row_slice(b * skv, skv),
+                v.row_slice(b * skv, skv), one);
+    return;
+  }
   const int64_t D = p.head_dim, Sq = q.rows(), Skv = k.rows();
   const int64_t q_cols = p.num_q_heads * D, kv_cols = p.num_kv_heads * D;
   cpu::check_matrix(op, "q", q, Sq, q_cols);

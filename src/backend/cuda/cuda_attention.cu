@@ -11,6 +11,8 @@
 // Device-resident key gap (AttentionParams::key_valid): keys [key_valid[0], key_gap_end) are
 // masked; the block reads the device value when it starts and skips key tiles entirely inside
 // the gap (masked keys of partly covered tiles load as zeros and get weight 0).
+// batch > 1 (stacked equal-length sequences): the flash kernels take them in one launch; this
+// kernel runs them one after another.
 // Covered by tests/gpu/test_cuda_ops.cpp (CudaOps.Attention) and
 // tests/gpu/test_cuda_device_lengths.cpp (key gap).
 #include <cmath>
@@ -182,17 +184,29 @@ void CudaBackend::attention(Tensor out, Tensor q, Tensor k, Tensor v, const Atte
   cuda::check_matrix(op, "out", out, Sq, q_cols, {DType::kBF16, DType::kF32});
   cuda::check_arg(Sq < (int64_t{1} << 30) && Skv < (int64_t{1} << 30), op,
                   "sequence longer than 2^30");
-  cuda::check_arg(p.blind_rows >= 0 && p.blind_rows <= Sq, op, "blind_rows outside [0, Sq]");
-  const int64_t hidden = p.blind_rows > 0 ? Sq - p.blind_rows : 0;
-  cuda::check_arg(Skv >= 1 && Skv - hidden >= 1, op,
+  cuda::check_arg(p.batch >= 1 && Sq % p.batch == 0 && Skv % p.batch == 0, op,
+                  "batch must be >= 1 and divide the rows of q and k (equal-length sequences)");
+  // The masks apply within each of the batch sequences.
+  const int64_t sq = Sq / p.batch, skv = Skv / p.batch;
+  cuda::check_arg(p.blind_rows >= 0 && p.blind_rows <= sq, op, "blind_rows outside [0, Sq]");
+  const int64_t hidden = p.blind_rows > 0 ? sq - p.blind_rows : 0;
+  cuda::check_arg(skv >= 1 && skv - hidden >= 1, op,
                   "a query row would see no key (Skv < Sq - blind_rows + 1)");
   if (p.key_valid.data) {
     cuda::check_vector(op, "key_valid", p.key_valid, 1, {DType::kI32});
-    cuda::check_arg(p.key_gap_end >= 0 && p.key_gap_end <= Skv, op,
+    cuda::check_arg(p.key_gap_end >= 0 && p.key_gap_end <= skv, op,
                     "key_gap_end outside [0, Skv]");
   }
   if (Sq == 0) return;
   if (attention_flash(out, q, k, v, p)) return;  // tensor cores (cuda_flash_attention.cu)
+  if (p.batch > 1) {  // this kernel takes one sequence: each on its own
+    AttentionParams one = p;
+    one.batch = 1;
+    for (int b = 0; b < p.batch; ++b)
+      attention(out.row_slice(b * sq, sq), q.row_slice(b * sq, sq), k.row_slice(b * skv, skv),
+                v.row_slice(b * skv, skv), one);
+    return;
+  }
 
   const dim3 grid(static_cast<unsigned>((Sq + kBlockRows - 1) / kBlockRows),
                   static_cast<unsigned>(p.num_q_heads));

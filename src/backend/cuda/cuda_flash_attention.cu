@@ -3,7 +3,8 @@
 // the test/bench hooks. CudaBackend::attention calls attention_flash after its entry checks.
 //
 // Work layout: for one kv head the M dimension is every (query row, q head of its group) pair, so
-// the 8 MQA heads of Gemma share each K/V tile. grid = (M tiles of 64, kv heads, key splits).
+// the 8 MQA heads of Gemma share each K/V tile. grid = (M tiles of 64, sequences x kv heads, key
+// splits); stacked sequences (AttentionParams::batch, SigLIP's views) share one launch.
 // Key splits (flash-decoding) fill the GPU when M is small (the expert suffix: 80-408 rows):
 // each CTA writes fp32 partials (unnormalized O, running max, sum) to the backend scratch and
 // flash_combine_kernel merges them. Both launch as programmatic dependents (sm_90+,
@@ -80,7 +81,7 @@ const DeviceInfo& device_info(int device) {
 
 size_t align256(size_t n) { return (n + 255) & ~size_t{255}; }
 
-// Scratch of the split path: partial O [kv head][split][m][d] f32, then max/sum [..][m][2].
+// Scratch of the split path: partial O [grid y][split][m][d] f32, then max/sum [..][m][2].
 size_t split_scratch_bytes(int64_t rows_all, int splits, int d) {
   return align256(static_cast<size_t>(rows_all) * splits * d * sizeof(float)) +
          static_cast<size_t>(rows_all) * splits * 2 * sizeof(float);
@@ -149,12 +150,13 @@ template <class C>
 void launch(const char* op, void (*kernel)(FlashArgs), const FlashArgs& a, int m_tiles,
             const DeviceInfo& info, cudaStream_t stream, bool pdl) {
   pdl = pdl && !g_no_pdl.load(std::memory_order_relaxed);
-  const dim3 grid(static_cast<unsigned>(m_tiles), static_cast<unsigned>(a.num_kv_heads),
-                  static_cast<unsigned>(a.splits));
+  const dim3 grid(static_cast<unsigned>(m_tiles),
+                  static_cast<unsigned>(a.num_kv_heads * a.batch), static_cast<unsigned>(a.splits));
   cuda::launch(stream, pdl, op, kernel, grid, dim3(C::kThreads), C::kSmem, a);
   if (a.splits > 1) {
     using cuda::fa::kCombineThreads;
-    const int64_t threads = static_cast<int64_t>(a.num_kv_heads) * a.m_total * (a.d / 4);
+    const int64_t threads =
+        static_cast<int64_t>(a.num_kv_heads) * a.batch * a.m_total * (a.d / 4);
     const int64_t blocks = std::min<int64_t>((threads + kCombineThreads - 1) / kCombineThreads,
                                              int64_t{info.sms} * 16);
     cuda::launch(stream, pdl, op, cuda::fa::flash_combine_kernel,
@@ -171,14 +173,15 @@ bool flash_attention_would_handle(const Tensor& out, const Tensor& q, const Tens
                                   const Tensor& v, const AttentionParams& p) {
   if (!operand_ok(out) || !operand_ok(q) || !operand_ok(k) || !operand_ok(v)) return false;
   if (p.num_q_heads <= 0 || p.num_kv_heads <= 0 || p.num_q_heads % p.num_kv_heads != 0 ||
-      p.num_kv_heads > 65535)
+      p.batch < 1 || int64_t{p.num_kv_heads} * p.batch > 65535)
     return false;
   if (p.head_dim < 8 || p.head_dim > Wide::kDPad || p.head_dim % 8 != 0) return false;
   if (!std::isfinite(p.scale) || p.scale == 0.f) return false;
   const int64_t D = p.head_dim, group = p.num_q_heads / p.num_kv_heads;
-  const int64_t Sq = q.rows(), Skv = k.rows();
-  if (q.cols() != p.num_q_heads * D || out.cols() != q.cols() || out.rows() != Sq ||
-      k.cols() != p.num_kv_heads * D || v.cols() != k.cols() || v.rows() != Skv)
+  if (q.rows() % p.batch != 0 || k.rows() % p.batch != 0) return false;
+  const int64_t Sq = q.rows() / p.batch, Skv = k.rows() / p.batch;  // one sequence's
+  if (q.cols() != p.num_q_heads * D || out.cols() != q.cols() || out.rows() != q.rows() ||
+      k.cols() != p.num_kv_heads * D || v.cols() != k.cols() || v.rows() != k.rows())
     return false;
   if (Sq < 1 || Skv < 1 || Skv > INT_MAX / 2 || Sq * group > INT_MAX / 2) return false;
   if (p.blind_rows < 0 || p.blind_rows > Sq) return false;
@@ -219,8 +222,10 @@ bool CudaBackend::attention_flash(Tensor out, Tensor q, Tensor k, Tensor v,
   a.ldk = k.ld();
   a.ldv = v.ld();
   a.ldo = out.ld();
-  const int Sq = static_cast<int>(q.rows());
-  a.skv = static_cast<int>(k.rows());
+  const int Sq = static_cast<int>(q.rows() / p.batch);  // one sequence's rows
+  a.skv = static_cast<int>(k.rows() / p.batch);
+  a.batch = p.batch;
+  a.seq_q = Sq;
   a.d = p.head_dim;
   const int group = p.num_q_heads / p.num_kv_heads;
   a.group = cuda::fa::make_fast_div(group);
@@ -234,10 +239,10 @@ bool CudaBackend::attention_flash(Tensor out, Tensor q, Tensor k, Tensor v,
   const int block_n = small ? Narrow::kBlockN : Wide::kBlockN;
   const double tile_us = small ? 1.7 : 1.5;  // one key tile of one CTA (H100, measured)
   const int64_t resident = int64_t{info.sms} * info.ctas_per_sm[small ? 0 : 1];
-  const int64_t rows_all = static_cast<int64_t>(a.m_total) * a.num_kv_heads;
-  const Plan plan = plan_splits(static_cast<int64_t>(m_tiles) * a.num_kv_heads, a.skv, block_n,
-                                tile_us, a.d, info.sms, resident, rows_all, kScratchBytes,
-                                g_force_splits.load(std::memory_order_relaxed));
+  const int64_t rows_all = static_cast<int64_t>(a.m_total) * a.num_kv_heads * a.batch;
+  const Plan plan = plan_splits(static_cast<int64_t>(m_tiles) * a.num_kv_heads * a.batch, a.skv,
+                                block_n, tile_us, a.d, info.sms, resident, rows_all,
+                                kScratchBytes, g_force_splits.load(std::memory_order_relaxed));
   a.splits = plan.splits;
   if (p.key_valid.data) {  // checked by attention's entry: i32 [1] on the device
     a.key_valid = static_cast<const int*>(p.key_valid.data);

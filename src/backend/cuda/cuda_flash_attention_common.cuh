@@ -56,9 +56,22 @@ struct FlashArgs {
   // key_valid == nullptr: no gap. Read by every CTA when it starts (never by the host).
   const int* key_valid;
   int gap_end;
-  float* part_o;               // [kv head][split][m][d]  (splits > 1)
-  float* part_ml;              // [kv head][split][m][2]: running max (log2 units), sum
+  float* part_o;               // [y][split][m][d]  (splits > 1; y = grid y, below)
+  float* part_ml;              // [y][split][m][2]: running max (log2 units), sum
+  // Stacked sequences (AttentionParams::batch): grid y = batch * num_kv_heads, y = sequence *
+  // num_kv_heads + kv head. Sequence b's rows start at b * seq_q (q, out) and b * skv (k, v);
+  // skv and m_total above are one sequence's.
+  int batch, seq_q;
 };
+
+// Grid y's sequence and kv head.
+struct SeqHead {
+  int seq, kvh;
+};
+__device__ __forceinline__ SeqHead seq_head(const FlashArgs& a, int y) {
+  const int b = y / a.num_kv_heads;
+  return SeqHead{b, y - b * a.num_kv_heads};
+}
 
 // Key limit of M row m: Skv, and Skv - hidden for blind rows.
 __device__ __forceinline__ int row_key_limit(const FlashArgs& a, int m) {
@@ -164,13 +177,13 @@ __device__ __forceinline__ void softmax_step(float (&s)[kNT][4], float (&o)[kOT]
 }
 
 // Split path: a warp's unnormalized O (kOT n8 tiles from column col0) and, if write_ml, its
-// running max and (quad-reduced) sum, for M rows m_row0 + g and + 8.
+// running max and (quad-reduced) sum, for M rows m_row0 + g and + 8 of grid y.
 template <int kOT>
 __device__ __forceinline__ void write_partial(const FlashArgs& a, const float (&o)[kOT][4],
                                               const float (&m_run)[2], const float (&l_run)[2],
-                                              int kvh, int split, int m_row0, int col0,
+                                              int y, int split, int m_row0, int col0,
                                               bool write_ml, int g, int t4) {
-  const size_t base = (static_cast<size_t>(kvh) * a.splits + split) * a.m_total;
+  const size_t base = (static_cast<size_t>(y) * a.splits + split) * a.m_total;
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     const int m = m_row0 + g + 8 * r;
@@ -195,15 +208,15 @@ constexpr int kCombineBatch = 16;
 __global__ void __launch_bounds__(kCombineThreads) flash_combine_kernel(const FlashArgs a) {
   pdl_begin();  // the split kernel is complete
   const int c4 = a.d / 4;
-  const int64_t total = static_cast<int64_t>(a.num_kv_heads) * a.m_total * c4;
+  const int64_t total = static_cast<int64_t>(a.num_kv_heads) * a.batch * a.m_total * c4;
   const int64_t step_ml = static_cast<int64_t>(a.m_total) * 2;
   const int64_t step_o = static_cast<int64_t>(a.m_total) * a.d;
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int c = static_cast<int>(i % c4);
     const int64_t rest = i / c4;
-    const int m = static_cast<int>(rest % a.m_total), kvh = static_cast<int>(rest / a.m_total);
-    const int64_t base = static_cast<int64_t>(kvh) * a.splits * a.m_total + m;
+    const int m = static_cast<int>(rest % a.m_total), y = static_cast<int>(rest / a.m_total);
+    const int64_t base = static_cast<int64_t>(y) * a.splits * a.m_total + m;
     const float* const pml = a.part_ml + base * 2;
     const float* const po = a.part_o + base * a.d + c * 4;
     float mx = -INFINITY, l = 0.f;
@@ -242,12 +255,14 @@ __global__ void __launch_bounds__(kCombineThreads) flash_combine_kernel(const Fl
       mx = nmx;
     }
     const float inv = l > 0.f ? 1.f / l : 0.f;
-    const int row = a.group.div(m), head = kvh * a.group.d + (m - row * a.group.d);
+    const SeqHead sh = seq_head(a, y);
+    const int row = a.group.div(m), head = sh.kvh * a.group.d + (m - row * a.group.d);
+    const int64_t out_row = static_cast<int64_t>(sh.seq) * a.seq_q + row;
     uint2 packed;
     packed.x = pack_bf16x2(acc.x * inv, acc.y * inv);
     packed.y = pack_bf16x2(acc.z * inv, acc.w * inv);
-    *reinterpret_cast<uint2*>(a.out + row * a.ldo + static_cast<int64_t>(head) * a.d + c * 4) =
-        packed;
+    *reinterpret_cast<uint2*>(a.out + out_row * a.ldo + static_cast<int64_t>(head) * a.d +
+                              c * 4) = packed;
   }
 }
 

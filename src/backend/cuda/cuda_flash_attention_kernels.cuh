@@ -1,6 +1,6 @@
 // The two flash-attention kernels (mma.sync.m16n8k16 bf16, fp32 accumulation), one CTA per
-// (64 M rows, kv head, key split); M row m = query row * group + head in group, so the MQA heads
-// share every K/V tile a CTA loads. Both stage Q and two stages of K/V tiles in shared memory
+// (64 M rows, sequence x kv head, key split); M row m = query row * group + head in group, so
+// the MQA heads share every K/V tile a CTA loads. Both stage Q and two stages of K/V tiles in shared memory
 // with 16-byte cp.async (zero fill for padded head dims and keys past the end: those rows are
 // never read) and run per key tile: wait for tile t, barrier (all warps are done with tile
 // t-1, so its stage is free), start loading tile t+1 into it, S = Q K_t^T, online softmax,
@@ -44,7 +44,13 @@ __global__ void __launch_bounds__(Narrow::kThreads, 2) flash_narrow_kernel(const
   extern __shared__ __align__(128) unsigned char smem_raw[];
   const uint32_t sq = smem_addr(smem_raw), sk = sq + C::kQBytes, sv = sk + 2 * C::kTileBytes;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t4 = lane & 3;
-  const int m0 = blockIdx.x * kBlockM, kvh = blockIdx.y, split = blockIdx.z;
+  const int m0 = blockIdx.x * kBlockM, y = blockIdx.y, split = blockIdx.z;
+  const SeqHead sh = seq_head(a, y);
+  const int kvh = sh.kvh;
+  // This CTA's sequence of the batch (AttentionParams::batch).
+  const bf16* const q_seq = a.q + static_cast<int64_t>(sh.seq) * a.seq_q * a.ldq;
+  bf16* const out_seq = a.out + static_cast<int64_t>(sh.seq) * a.seq_q * a.ldo;
+  const int64_t kv_row0 = static_cast<int64_t>(sh.seq) * a.skv;
   pdl_wait();  // q/k/v and the key gap come from earlier kernels (cuda_launch.cuh)
   const TileSpan span = tile_span<C::kBlockN>(a, split);  // reads the device key gap
   const int64_t kv_col = static_cast<int64_t>(kvh) * a.d;
@@ -63,15 +69,15 @@ __global__ void __launch_bounds__(Narrow::kThreads, 2) flash_narrow_kernel(const
       const bf16* src = a.q;
       if (ok) {
         const int row = a.group.div(m), head = kvh * a.group.d + (m - row * a.group.d);
-        src = a.q + row * a.ldq + static_cast<int64_t>(head) * a.d + c_ld * 8;
+        src = q_seq + row * a.ldq + static_cast<int64_t>(head) * a.d + c_ld * 8;
       }
       cp_async_16(sq + dst0 + it * kPassBytes, src, ok);
     }
   }
   // K/V tile `tile` into a stage. Keys past Skv or in the gap are zero-filled: a masked
   // padding row contributes exactly nothing (0 * garbage could be NaN).
-  const bf16* const kb = a.k + kv_col + c_ld * 8;
-  const bf16* const vb = a.v + kv_col + c_ld * 8;
+  const bf16* const kb = a.k + kv_row0 * a.ldk + kv_col + c_ld * 8;
+  const bf16* const vb = a.v + kv_row0 * a.ldv + kv_col + c_ld * 8;
   auto load_kv = [&](int tile, uint32_t stage) {
     if (!c_lane) return;
 #pragma unroll
@@ -159,7 +165,7 @@ __global__ void __launch_bounds__(Narrow::kThreads, 2) flash_narrow_kernel(const
     l_run[r] += __shfl_xor_sync(0xffffffffu, l_run[r], 2);
   }
   if (a.splits > 1) {
-    write_partial(a, o, m_run, l_run, kvh, split, m0 + warp * 16, 0, true, g, t4);
+    write_partial(a, o, m_run, l_run, y, split, m0 + warp * 16, 0, true, g, t4);
     return;
   }
   // O / l as bf16 into this warp's own Q rows (no other warp reads them), then 16-byte stores.
@@ -183,8 +189,8 @@ __global__ void __launch_bounds__(Narrow::kThreads, 2) flash_narrow_kernel(const
     const int m = m0 + warp * 16 + r;
     if (m >= a.m_total) break;
     const int row = a.group.div(m), head = kvh * a.group.d + (m - row * a.group.d);
-    *reinterpret_cast<uint4*>(a.out + row * a.ldo + static_cast<int64_t>(head) * a.d + c * 8) =
-        *reinterpret_cast<const uint4*>(so + r * C::kStride + c * 8);
+    bf16* const dst = out_seq + row * a.ldo + static_cast<int64_t>(head) * a.d + c * 8;
+    *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(so + r * C::kStride + c * 8);
   }
 }
 
@@ -222,7 +228,13 @@ __global__ void __launch_bounds__(Wide::kThreads, Wide::kMinBlocks)
   float4* const sx = reinterpret_cast<float4*>(smem_raw + C::kQBytes + 4 * C::kTileBytes);
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t4 = lane & 3;
   const int wm = warp >> 1, h = warp & 1;  // row group, column half
-  const int m0 = blockIdx.x * kBlockM, kvh = blockIdx.y, split = blockIdx.z;
+  const int m0 = blockIdx.x * kBlockM, y = blockIdx.y, split = blockIdx.z;
+  const SeqHead sh = seq_head(a, y);
+  const int kvh = sh.kvh;
+  // This CTA's sequence of the batch (AttentionParams::batch).
+  const bf16* const q_seq = a.q + static_cast<int64_t>(sh.seq) * a.seq_q * a.ldq;
+  bf16* const out_seq = a.out + static_cast<int64_t>(sh.seq) * a.seq_q * a.ldo;
+  const int64_t kv_row0 = static_cast<int64_t>(sh.seq) * a.skv;
   pdl_wait();  // q/k/v and the key gap come from earlier kernels (cuda_launch.cuh)
   const TileSpan span = tile_span<C::kBlockN>(a, split);  // reads the device key gap
   const int64_t kv_col = static_cast<int64_t>(kvh) * a.d;
@@ -240,13 +252,13 @@ __global__ void __launch_bounds__(Wide::kThreads, Wide::kMinBlocks)
     const bf16* src = a.q;
     if (ok) {
       const int row = a.group.div(m), head = kvh * a.group.d + (m - row * a.group.d);
-      src = a.q + row * a.ldq + static_cast<int64_t>(head) * a.d + c_ld * 8;
+      src = q_seq + row * a.ldq + static_cast<int64_t>(head) * a.d + c_ld * 8;
     }
     cp_async_16(sq + dst0 + it * kPassBytes, src, ok);
   }
   // K/V tile `tile` into a stage; keys past Skv or in the gap are zero-filled (as narrow).
-  const bf16* const kb = a.k + kv_col + c_ld * 8;
-  const bf16* const vb = a.v + kv_col + c_ld * 8;
+  const bf16* const kb = a.k + kv_row0 * a.ldk + kv_col + c_ld * 8;
+  const bf16* const vb = a.v + kv_row0 * a.ldv + kv_col + c_ld * 8;
   auto load_kv = [&](int tile, uint32_t stage) {
 #pragma unroll
     for (int it = 0; it < C::kBlockN / 8; ++it) {
@@ -356,7 +368,7 @@ __global__ void __launch_bounds__(Wide::kThreads, Wide::kMinBlocks)
     l_run[r] += __shfl_xor_sync(0xffffffffu, l_run[r], 2);
   }
   if (a.splits > 1) {
-    write_partial(a, o, m_run, l_run, kvh, split, m0 + wm * 16, h * 128, h == 0, g, t4);
+    write_partial(a, o, m_run, l_run, y, split, m0 + wm * 16, h * 128, h == 0, g, t4);
     return;
   }
   // O / l as bf16 into this warp's rows and column half of the Q tile (read by no other warp),
@@ -380,8 +392,8 @@ __global__ void __launch_bounds__(Wide::kThreads, Wide::kMinBlocks)
     const int r = wm * 16 + (lane >> 4) + 2 * pass, m = m0 + r;
     if (m >= a.m_total) break;
     const int row = a.group.div(m), head = kvh * a.group.d + (m - row * a.group.d);
-    *reinterpret_cast<uint4*>(a.out + row * a.ldo + static_cast<int64_t>(head) * a.d + c * 8) =
-        *reinterpret_cast<const uint4*>(smem_raw + swz(r, c));
+    bf16* const dst = out_seq + row * a.ldo + static_cast<int64_t>(head) * a.d + c * 8;
+    *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(smem_raw + swz(r, c));
   }
 }
 
