@@ -143,6 +143,10 @@ FRT_API float frt_model_last_gpu_ms(frt_model_t* model);
  * most capacity bytes including the terminating NUL; *needed receives the full size. */
 FRT_API frt_status_t frt_model_profile_report(const frt_model_t* model, char* buffer,
                                              size_t capacity, size_t* needed);
+/* Clears what frt_model_profile_report has counted so far, so the next report covers only the
+ * predicts after this call (leave out warm-up runs: the first predict also tunes GEMMs and, in
+ * FP8 without cached scales, calibrates). */
+FRT_API frt_status_t frt_model_profile_reset(frt_model_t* model);
 /* Sets the prompt used when predict gets none. */
 FRT_API frt_status_t frt_model_set_prompt(frt_model_t* model, const char* prompt);
 /* The current prompt ("" if none). Valid until the next set_prompt. */

@@ -203,6 +203,8 @@ class Model {
     r.resize(needed > 0 ? needed - 1 : 0);
     return r;
   }
+  // Clears what profile_report has counted (call after warm-up predicts).
+  void profile_reset() { check(frt_model_profile_reset(handle_)); }
 
   void enable_dumps(bool on) { check(frt_model_enable_dumps(handle_, on ? 1 : 0)); }
   // Shape query first (capacity 0), then the copy.

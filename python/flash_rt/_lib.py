@@ -115,6 +115,7 @@ _SIGNATURES = {
     "frt_model_last_gpu_ms": (ctypes.c_float, [_c_model_p]),
     "frt_model_profile_report": (_c_status, [_c_model_p, ctypes.c_char_p, ctypes.c_size_t,
                                              ctypes.POINTER(ctypes.c_size_t)]),
+    "frt_model_profile_reset": (_c_status, [_c_model_p]),
     "frt_model_set_prompt": (_c_status, [_c_model_p, ctypes.c_char_p]),
     "frt_model_prompt": (ctypes.c_char_p, [_c_model_p]),
     "frt_model_recalibrate": (_c_status, [_c_model_p]),

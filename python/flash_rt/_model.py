@@ -256,6 +256,11 @@ class VLAModel:
                                                       ctypes.byref(needed)))
         return buf.value.decode("utf-8")
 
+    def profile_reset(self):
+        """Clears what profile_report has counted, so it covers only the predicts after this call
+        (leave out warm-up runs: the first predict also tunes GEMMs and may calibrate FP8)."""
+        _lib.check(self._lib.frt_model_profile_reset(self._h()))
+
     # ---- debugging ----
     def enable_dumps(self, enable=True):
         """Record named intermediates of each predict (slower); read them with get_dump()."""

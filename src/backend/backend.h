@@ -166,6 +166,9 @@ class Backend {
   // Mean GPU time per stage over the graph replays so far ("vision 3.12 ms, ..."): a backend
   // with graphs marks the stage boundaries inside each capture; "" when it has nothing.
   virtual std::string stage_report() { return {}; }
+  // Forgets what stage_report (and a profiling decorator's table) has counted so far, so a
+  // report can leave out warm-up runs and their one-time work (GEMM tuning, calibration).
+  virtual void reset_stage_report() {}
 
   // ---- FP8 calibration (backends with precision() == kFP8; the defaults have no sites) ----
   virtual Precision precision() const { return Precision::kBF16; }

@@ -19,6 +19,10 @@ class ProfilingBackend final : public Backend {
   // Table: stage, op, calls, total ms, share; then per-stage totals.
   std::string report() const;
   void reset() { stats_.clear(); }
+  void reset_stage_report() override {
+    reset();
+    inner_->reset_stage_report();
+  }
 
   const char* name() const override { return inner_->name(); }
   Device device() const override { return inner_->device(); }

@@ -228,6 +228,14 @@ FRT_API frt_status_t frt_model_profile_report(const frt_model_t* model, char* bu
   });
 }
 
+FRT_API frt_status_t frt_model_profile_reset(frt_model_t* model) {
+  return guarded([&] {
+    require(model != nullptr, "frt_model_profile_reset: model is NULL");
+    std::lock_guard<std::mutex> lock(model->mutex);
+    model->engine->profile_reset();
+  });
+}
+
 FRT_API frt_status_t frt_model_set_prompt(frt_model_t* model, const char* prompt) {
   return guarded([&] {
     require(model && prompt, "frt_model_set_prompt: model or prompt is NULL");

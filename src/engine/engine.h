@@ -84,6 +84,8 @@ class Engine {
   // Per-stage / per-op times when loaded with profile_ops, else the graph replays' mean time per
   // stage ("" when there is none).
   std::string profile_report() const;
+  // Clears what profile_report has counted (e.g. after warm-up predicts).
+  void profile_reset() { backend_->reset_stage_report(); }
 
   // Largest raw image accepted (pixels); larger ones get an error asking to downscale.
   static constexpr int64_t kMaxImagePixels = 2048LL * 2048LL;

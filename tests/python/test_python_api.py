@@ -360,6 +360,28 @@ def test_predict_shape_and_dtype(model, obs):
     assert np.abs(a).max() > 0
 
 
+def _op_calls(report, stage, op):
+    for line in report.splitlines():
+        f = line.split()
+        if len(f) == 5 and f[0] == stage and f[1] == op:
+            return int(f[2])
+    return 0
+
+
+def test_profile_reset_leaves_out_earlier_predicts(tiny, obs):
+    with flash_rt.load_model(tiny, hardware="cpu", num_steps=2, action_horizon=10,
+                             profile_ops=True,
+                             tokenizer_path=tiny / "paligemma_tokenizer.model") as m:
+        for _ in range(2):
+            m.predict(obs["images"], "go", obs["state"])
+        twice = _op_calls(m.profile_report(), "vision", "attention")
+        assert twice > 0 and twice % 2 == 0
+        m.profile_reset()
+        assert _op_calls(m.profile_report(), "vision", "attention") == 0
+        m.predict(obs["images"], "go", obs["state"])
+        assert _op_calls(m.profile_report(), "vision", "attention") == twice // 2
+
+
 def test_default_horizon_is_50(tiny, obs):
     with flash_rt.load_model(tiny, hardware="cpu", num_steps=2,
                              tokenizer_path=tiny / "paligemma_tokenizer.model") as m:

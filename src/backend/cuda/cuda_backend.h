@@ -68,6 +68,7 @@ class CudaBackend final : public Backend {
   // Stage boundaries become event nodes of the captured graph (cuda_graphs.cu).
   void stage(const char* name) override;
   std::string stage_report() override;
+  void reset_stage_report() override { stage_ms_.clear(); }
   size_t bytes_allocated() const override { return bytes_; }
   size_t device_bytes_in_use() const override;
 
