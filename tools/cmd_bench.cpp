@@ -24,8 +24,10 @@ int cmd_bench(int argc, char** argv) {
       .option("--prompt", "TEXT", "task prompt", "pick up the red block and put it in the bowl")
       .flag("--json", "print only the JSON line")
       .flag("--profile", "time every op (eager, synchronized) and print the per-stage table")
-      .flag("--no-graphs", "run eagerly instead of replaying a captured CUDA graph");
+      .flag("--no-graphs", "run eagerly instead of replaying a captured CUDA graph")
+      .flag("--verbose", "print debug messages too (e.g. each cuBLASLt plan's tuning)");
   if (!args.parse(argc, argv)) return 0;
+  if (args.has("--verbose")) frt_set_log_callback(nullptr, nullptr, FRT_LOG_DEBUG);
   flashrt::LoadOptions opts = model_options(args);
   opts.profile_ops = args.has("--profile");
   opts.cuda_graphs = !args.has("--no-graphs");

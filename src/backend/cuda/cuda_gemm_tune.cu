@@ -4,6 +4,7 @@
 #include "backend/cuda/cuda_gemm_tune.h"
 
 #include <cstdint>
+#include <string>
 
 #include "core/log.h"
 
@@ -21,7 +22,22 @@ struct CaptureModeScope {
     if (active) cudaThreadExchangeStreamCaptureMode(&mode);
   }
 };
+template <typename T>
+T config(const cublasLtMatmulAlgo_t& algo, cublasLtMatmulAlgoConfigAttributes_t attr) {
+  T v{};
+  size_t written = 0;
+  cublasLtMatmulAlgoConfigGetAttribute(&algo, attr, &v, sizeof(v), &written);
+  return v;
+}
 }  // namespace
+
+std::string describe(const cublasLtMatmulAlgo_t& algo) {
+  return "algo " + std::to_string(config<int32_t>(algo, CUBLASLT_ALGO_CONFIG_ID)) + " tile " +
+         std::to_string(config<uint32_t>(algo, CUBLASLT_ALGO_CONFIG_TILE_ID)) + " stages " +
+         std::to_string(config<uint32_t>(algo, CUBLASLT_ALGO_CONFIG_STAGES_ID)) + " split " +
+         std::to_string(config<int32_t>(algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM)) + " cluster " +
+         std::to_string(config<uint16_t>(algo, CUBLASLT_ALGO_CONFIG_CLUSTER_SHAPE_ID));
+}
 
 void* GemmTuner::out_buffer(size_t bytes) {
   if (!buffers_.empty() && current_bytes_ >= bytes) return buffers_.back();
@@ -87,6 +103,9 @@ int GemmTuner::pick(const char* op, const LtCall& call, const std::vector<LtCand
     warned_ = true;
     return -1;
   }
+  log_debug(op, ": cuBLASLt M=", call.m, " N=", call.n, " K=", call.k, ": ", cands.size(),
+            " candidates, heuristic's first ", first_us, " us, kept #", best, " ", best_us,
+            " us (", describe(cands[static_cast<size_t>(best)].algo), ")");
   totals_.plans += 1;
   totals_.changed += best != 0 ? 1 : 0;
   totals_.first_us += first_us >= 0.f ? first_us : best_us;

@@ -17,6 +17,7 @@
 #include <cuda_runtime.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -33,6 +34,7 @@ struct LtCall {
   const void* c_ptr = nullptr;  // beta = 1: the call's real C (read only); else unused
   float beta = 0.f;
   size_t d_bytes = 0;
+  int64_t m = 0, n = 0, k = 0;  // the GEMM's shape, for the tuner's debug log
   void* workspace = nullptr;
   size_t workspace_bytes = 0;
 };
@@ -41,6 +43,9 @@ struct LtCandidate {
   cublasLtMatmulAlgo_t algo{};
   size_t workspace = 0;
 };
+
+// "algo 31 tile 20 stages 12 split 2 cluster 4": a candidate's configuration, for the log.
+std::string describe(const cublasLtMatmulAlgo_t& algo);
 
 class GemmTuner {
  public:
