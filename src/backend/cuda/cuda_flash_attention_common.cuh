@@ -73,6 +73,24 @@ __device__ __forceinline__ SeqHead seq_head(const FlashArgs& a, int y) {
   return SeqHead{b, y - b * a.num_kv_heads};
 }
 
+// A CTA's operands: its sequence's q / out rows, and k / v at its kv head's columns of the
+// sequence's first key row.
+struct SeqOperands {
+  int kvh;
+  const bf16* q;
+  bf16* out;
+  const bf16* k;
+  const bf16* v;
+};
+__device__ __forceinline__ SeqOperands seq_operands(const FlashArgs& a, int y) {
+  const SeqHead sh = seq_head(a, y);
+  const int64_t q_row0 = static_cast<int64_t>(sh.seq) * a.seq_q;
+  const int64_t kv_row0 = static_cast<int64_t>(sh.seq) * a.skv;
+  const int64_t kv_col = static_cast<int64_t>(sh.kvh) * a.d;
+  return SeqOperands{sh.kvh, a.q + q_row0 * a.ldq, a.out + q_row0 * a.ldo,
+                     a.k + kv_row0 * a.ldk + kv_col, a.v + kv_row0 * a.ldv + kv_col};
+}
+
 // Key limit of M row m: Skv, and Skv - hidden for blind rows.
 __device__ __forceinline__ int row_key_limit(const FlashArgs& a, int m) {
   if (m < a.m_total && a.group.div(m) < a.blind_rows) return a.blind_keys;

@@ -45,15 +45,10 @@ __global__ void __launch_bounds__(Narrow::kThreads, 2) flash_narrow_kernel(const
   const uint32_t sq = smem_addr(smem_raw), sk = sq + C::kQBytes, sv = sk + 2 * C::kTileBytes;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t4 = lane & 3;
   const int m0 = blockIdx.x * kBlockM, y = blockIdx.y, split = blockIdx.z;
-  const SeqHead sh = seq_head(a, y);
-  const int kvh = sh.kvh;
-  // This CTA's sequence of the batch (AttentionParams::batch).
-  const bf16* const q_seq = a.q + static_cast<int64_t>(sh.seq) * a.seq_q * a.ldq;
-  bf16* const out_seq = a.out + static_cast<int64_t>(sh.seq) * a.seq_q * a.ldo;
-  const int64_t kv_row0 = static_cast<int64_t>(sh.seq) * a.skv;
+  const SeqOperands sop = seq_operands(a, y);
+  const int kvh = sop.kvh;
   pdl_wait();  // q/k/v and the key gap come from earlier kernels (cuda_launch.cuh)
   const TileSpan span = tile_span<C::kBlockN>(a, split);  // reads the device key gap
-  const int64_t kv_col = static_cast<int64_t>(kvh) * a.d;
 
   // Copy layout: thread (c_ld, r_ld) copies chunk c_ld of rows r_ld + kLoadRows * i. Lanes past
   // kChunks copy nothing (they would overrun the row); chunks past head_dim are zero-filled.
@@ -69,15 +64,15 @@ __global__ void __launch_bounds__(Narrow::kThreads, 2) flash_narrow_kernel(const
       const bf16* src = a.q;
       if (ok) {
         const int row = a.group.div(m), head = kvh * a.group.d + (m - row * a.group.d);
-        src = q_seq + row * a.ldq + static_cast<int64_t>(head) * a.d + c_ld * 8;
+        src = sop.q + row * a.ldq + static_cast<int64_t>(head) * a.d + c_ld * 8;
       }
       cp_async_16(sq + dst0 + it * kPassBytes, src, ok);
     }
   }
   // K/V tile `tile` into a stage. Keys past Skv or in the gap are zero-filled: a masked
   // padding row contributes exactly nothing (0 * garbage could be NaN).
-  const bf16* const kb = a.k + kv_row0 * a.ldk + kv_col + c_ld * 8;
-  const bf16* const vb = a.v + kv_row0 * a.ldv + kv_col + c_ld * 8;
+  const bf16* const kb = sop.k + c_ld * 8;
+  const bf16* const vb = sop.v + c_ld * 8;
   auto load_kv = [&](int tile, uint32_t stage) {
     if (!c_lane) return;
 #pragma unroll
@@ -189,7 +184,7 @@ __global__ void __launch_bounds__(Narrow::kThreads, 2) flash_narrow_kernel(const
     const int m = m0 + warp * 16 + r;
     if (m >= a.m_total) break;
     const int row = a.group.div(m), head = kvh * a.group.d + (m - row * a.group.d);
-    bf16* const dst = out_seq + row * a.ldo + static_cast<int64_t>(head) * a.d + c * 8;
+    bf16* const dst = sop.out + row * a.ldo + static_cast<int64_t>(head) * a.d + c * 8;
     *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(so + r * C::kStride + c * 8);
   }
 }
@@ -229,15 +224,10 @@ __global__ void __launch_bounds__(Wide::kThreads, Wide::kMinBlocks)
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t4 = lane & 3;
   const int wm = warp >> 1, h = warp & 1;  // row group, column half
   const int m0 = blockIdx.x * kBlockM, y = blockIdx.y, split = blockIdx.z;
-  const SeqHead sh = seq_head(a, y);
-  const int kvh = sh.kvh;
-  // This CTA's sequence of the batch (AttentionParams::batch).
-  const bf16* const q_seq = a.q + static_cast<int64_t>(sh.seq) * a.seq_q * a.ldq;
-  bf16* const out_seq = a.out + static_cast<int64_t>(sh.seq) * a.seq_q * a.ldo;
-  const int64_t kv_row0 = static_cast<int64_t>(sh.seq) * a.skv;
+  const SeqOperands sop = seq_operands(a, y);
+  const int kvh = sop.kvh;
   pdl_wait();  // q/k/v and the key gap come from earlier kernels (cuda_launch.cuh)
   const TileSpan span = tile_span<C::kBlockN>(a, split);  // reads the device key gap
-  const int64_t kv_col = static_cast<int64_t>(kvh) * a.d;
 
   // Copy layout: thread (c_ld, r_ld) copies chunk c_ld of rows r_ld + 8 i (r & 7 fixed, so the
   // swizzled destination just advances by 8 rows). Chunks past head_dim are zero-filled.
@@ -252,13 +242,13 @@ __global__ void __launch_bounds__(Wide::kThreads, Wide::kMinBlocks)
     const bf16* src = a.q;
     if (ok) {
       const int row = a.group.div(m), head = kvh * a.group.d + (m - row * a.group.d);
-      src = q_seq + row * a.ldq + static_cast<int64_t>(head) * a.d + c_ld * 8;
+      src = sop.q + row * a.ldq + static_cast<int64_t>(head) * a.d + c_ld * 8;
     }
     cp_async_16(sq + dst0 + it * kPassBytes, src, ok);
   }
   // K/V tile `tile` into a stage; keys past Skv or in the gap are zero-filled (as narrow).
-  const bf16* const kb = a.k + kv_row0 * a.ldk + kv_col + c_ld * 8;
-  const bf16* const vb = a.v + kv_row0 * a.ldv + kv_col + c_ld * 8;
+  const bf16* const kb = sop.k + c_ld * 8;
+  const bf16* const vb = sop.v + c_ld * 8;
   auto load_kv = [&](int tile, uint32_t stage) {
 #pragma unroll
     for (int it = 0; it < C::kBlockN / 8; ++it) {
@@ -392,7 +382,7 @@ __global__ void __launch_bounds__(Wide::kThreads, Wide::kMinBlocks)
     const int r = wm * 16 + (lane >> 4) + 2 * pass, m = m0 + r;
     if (m >= a.m_total) break;
     const int row = a.group.div(m), head = kvh * a.group.d + (m - row * a.group.d);
-    bf16* const dst = out_seq + row * a.ldo + static_cast<int64_t>(head) * a.d + c * 8;
+    bf16* const dst = sop.out + row * a.ldo + static_cast<int64_t>(head) * a.d + c * 8;
     *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(smem_raw + swz(r, c));
   }
 }
