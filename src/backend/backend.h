@@ -279,6 +279,12 @@ void expert_mlp_composed(Backend& be, Tensor x, Tensor gate_up_w, Tensor down_w,
 void expert_attention_composed(Backend& be, Tensor x, const ExpertAttention& a,
                                const std::function<bool()>& qkv_rope = {});
 
+// attention with p.batch > 1 as one batch-1 attention per stacked sequence (the meaning of
+// AttentionParams::batch: the CPU twin, and a backend kernel that takes one sequence). The
+// caller has checked that batch divides the rows. src/backend/composed_ops.cpp.
+void attention_per_sequence(Backend& be, Tensor out, Tensor q, Tensor k, Tensor v,
+                            const AttentionParams& p);
+
 // Factory: "cpu" always; "cuda" when compiled with CUDA and a GPU is present.
 std::unique_ptr<Backend> make_cpu_backend();
 // Throws kNotSupported if absent, or for kFP8 on a GPU without FP8 tensor cores (< sm_89).

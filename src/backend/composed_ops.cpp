@@ -1,11 +1,22 @@
 // Ops of the Backend interface that are defined as a composition of other ops: the meaning of
 // the op (its CPU twin runs exactly this) and the path a fusing backend takes where its fused
 // kernel does not apply. Covered by tests/cpp/test_cpu_ops.cpp (EXPERT_MLP cases in
-// tests/cpp/op_cases_fused_linear.cpp) and tests/gpu/test_cuda_expert_mlp.cpp.
+// tests/cpp/op_cases_fused_linear.cpp, ATTENTION_BATCH in tests/cpp/op_cases_attention.cpp) and
+// tests/gpu/test_cuda_expert_mlp.cpp.
 #include "backend/backend.h"
 #include "core/status.h"
 
 namespace frt {
+
+void attention_per_sequence(Backend& be, Tensor out, Tensor q, Tensor k, Tensor v,
+                            const AttentionParams& p) {
+  AttentionParams one = p;
+  one.batch = 1;
+  const int64_t sq = q.rows() / p.batch, skv = k.rows() / p.batch;
+  for (int b = 0; b < p.batch; ++b)
+    be.attention(out.row_slice(b * sq, sq), q.row_slice(b * sq, sq), k.row_slice(b * skv, skv),
+                 v.row_slice(b * skv, skv), one);
+}
 
 void expert_attention_composed(Backend& be, Tensor x, const ExpertAttention& a,
                                const std::function<bool()>& qkv_rope) {

@@ -18,9 +18,8 @@ class ProfilingBackend final : public Backend {
 
   // Table: stage, op, calls, total ms, share; then per-stage totals.
   std::string report() const;
-  void reset() { stats_.clear(); }
   void reset_stage_report() override {
-    reset();
+    stats_.clear();
     inner_->reset_stage_report();
   }
 

@@ -41,17 +41,12 @@ void CpuBackend::attention(Tensor out, Tensor q, Tensor k, Tensor v, const Atten
   cpu::check_arg(p.batch >= 1 && q.rows() % p.batch == 0 && k.rows() % p.batch == 0, op,
                  "batch must be >= 1 and divide the rows of q and k (equal-length sequences)");
   if (p.batch > 1) {  // each sequence on its own (the definition of batch)
-    AttentionParams one = p;
-    one.batch = 1;
-    const int64_t sq = q.rows() / p.batch, skv = k.rows() / p.batch;
     const int64_t q_cols = int64_t{p.num_q_heads} * p.head_dim;
     const int64_t kv_cols = int64_t{p.num_kv_heads} * p.head_dim;
     cpu::check_matrix(op, "k", k, k.rows(), kv_cols);
     cpu::check_matrix(op, "v", v, k.rows(), kv_cols);
     cpu::check_matrix(op, "out", out, q.rows(), q_cols);
-    for (int b = 0; b < p.batch; ++b)
-      attention(out.row_slice(b * sq, sq), q.row_slice(b * sq, sq), k.row_slice(b * skv, skv),
-                v.row_slice(b * skv, skv), one);
+    attention_per_sequence(*this, out, q, k, v, p);
     return;
   }
   const int64_t D = p.head_dim, Sq = q.rows(), Skv = k.rows();

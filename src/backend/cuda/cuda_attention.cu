@@ -200,11 +200,7 @@ void CudaBackend::attention(Tensor out, Tensor q, Tensor k, Tensor v, const Atte
   if (Sq == 0) return;
   if (attention_flash(out, q, k, v, p)) return;  // tensor cores (cuda_flash_attention.cu)
   if (p.batch > 1) {  // this kernel takes one sequence: each on its own
-    AttentionParams one = p;
-    one.batch = 1;
-    for (int b = 0; b < p.batch; ++b)
-      attention(out.row_slice(b * sq, sq), q.row_slice(b * sq, sq), k.row_slice(b * skv, skv),
-                v.row_slice(b * skv, skv), one);
+    attention_per_sequence(*this, out, q, k, v, p);
     return;
   }
 

@@ -223,11 +223,6 @@ bool CudaBackend::gemm_lt(const char* op, const Gemm& g) {
   }
   const float alpha = 1.f, beta = g.accumulate ? 1.f : 0.f;
   if (!plan.candidates.empty()) {  // first call of this plan: keep the fastest candidate
-    const size_t d_bytes = static_cast<size_t>(g.ldy * (g.M - 1) + g.N) * dtype_size(g.yt);
-    cuda::LtCall call{lt_, plan.desc, plan.a, plan.b, plan.c, g.w, g.x, g.y, beta, d_bytes};
-    call.m = g.M, call.n = g.N, call.k = g.K;
-    call.workspace = lt_workspace_;
-    call.workspace_bytes = kLtWorkspaceBytes;
     // One choice per (device, key) for the whole process: every backend runs the same
     // algorithm for the same key (two models in one process stay bit-identical).
     static std::mutex choices_mutex;
@@ -237,6 +232,11 @@ bool CudaBackend::gemm_lt(const char* op, const Gemm& g) {
     int pick = known != choices.end() ? known->second : -1;
     lock.unlock();
     if (pick < 0 || pick >= static_cast<int>(plan.candidates.size())) {
+      const size_t d_bytes = static_cast<size_t>(g.ldy * (g.M - 1) + g.N) * dtype_size(g.yt);
+      cuda::LtCall call{lt_, plan.desc, plan.a, plan.b, plan.c, g.w, g.x, g.y, beta, d_bytes};
+      call.m = g.M, call.n = g.N, call.k = g.K;
+      call.workspace = lt_workspace_;
+      call.workspace_bytes = kLtWorkspaceBytes;
       pick = tuner_.pick(op, call, plan.candidates, stream_);
       if (pick >= 0) {
         lock.lock();
