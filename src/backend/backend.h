@@ -60,6 +60,8 @@ struct AttentionParams {
   // with index in [key_valid[0], key_gap_end) are masked out; 0 <= key_valid[0] <= key_gap_end
   // <= Skv. The prefix masks its padding rows (key_gap_end = Skv); the expert masks the padding
   // between the valid prefix and its own rows (key_gap_end = padded prefix length).
+  // key_valid is an input of the predict: written by copy_to_device before the ops that read
+  // it, never by an op (the CUDA kernels read it before waiting on the kernels before them).
   Tensor key_valid;
   int key_gap_end = 0;
   // Independent sequences of equal length stacked in the rows: q / out hold `batch` blocks of

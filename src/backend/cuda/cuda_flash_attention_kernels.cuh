@@ -47,8 +47,10 @@ __global__ void __launch_bounds__(Narrow::kThreads, 2) flash_narrow_kernel(const
   const int m0 = blockIdx.x * kBlockM, y = blockIdx.y, split = blockIdx.z;
   const SeqOperands sop = seq_operands(a, y);
   const int kvh = sop.kvh;
-  pdl_wait();  // q/k/v and the key gap come from earlier kernels (cuda_launch.cuh)
-  const TileSpan span = tile_span<C::kBlockN>(a, split);  // reads the device key gap
+  // The key gap is a predict input (AttentionParams::key_valid: written before the predict's
+  // kernels, never by one), so it is read before waiting: one L2 round trip off the path.
+  const TileSpan span = tile_span<C::kBlockN>(a, split);
+  pdl_wait();  // q/k/v come from earlier kernels (cuda_launch.cuh)
 
   // Copy layout: thread (c_ld, r_ld) copies chunk c_ld of rows r_ld + kLoadRows * i. Lanes past
   // kChunks copy nothing (they would overrun the row); chunks past head_dim are zero-filled.
@@ -226,8 +228,10 @@ __global__ void __launch_bounds__(Wide::kThreads, Wide::kMinBlocks)
   const int m0 = blockIdx.x * kBlockM, y = blockIdx.y, split = blockIdx.z;
   const SeqOperands sop = seq_operands(a, y);
   const int kvh = sop.kvh;
-  pdl_wait();  // q/k/v and the key gap come from earlier kernels (cuda_launch.cuh)
-  const TileSpan span = tile_span<C::kBlockN>(a, split);  // reads the device key gap
+  // The key gap is a predict input (AttentionParams::key_valid: written before the predict's
+  // kernels, never by one), so it is read before waiting: one L2 round trip off the path.
+  const TileSpan span = tile_span<C::kBlockN>(a, split);
+  pdl_wait();  // q/k/v come from earlier kernels (cuda_launch.cuh)
 
   // Copy layout: thread (c_ld, r_ld) copies chunk c_ld of rows r_ld + 8 i (r & 7 fixed, so the
   // swizzled destination just advances by 8 rows). Chunks past head_dim are zero-filled.

@@ -109,8 +109,8 @@ __global__ void __launch_bounds__(32 * kWarpRowsPerBlock)
   }
 }
 
-// Same contract as rms_norm_kernel. All loads of a stage are issued before the first use (x,
-// then delta and gate, then scale and shift) so one row costs about one memory latency per stage.
+// Same contract as rms_norm_kernel. All loads of a stage are issued before the first use (x with
+// scale and shift, then delta and gate) so one row costs about one memory latency per stage.
 template <int kNch>
 __global__ void __launch_bounds__(32 * kWarpRowsPerBlock)
     rms_norm_warp_kernel(Mat x, Mat delta, Mat gate, Mat y, Mat scale, float mul, Mat shift,
@@ -120,10 +120,22 @@ __global__ void __launch_bounds__(32 * kWarpRowsPerBlock)
   const int r = blockIdx.x * kWarpRowsPerBlock + (threadIdx.x >> 5);
   if (r >= M) return;
   const int nch = D / 8;
-  float v[kNch][8];
+  float v[kNch][8], sc[kNch][8], sh[kNch][8];
 #pragma unroll
   for (int j = 0; j < kNch; ++j)
     if (lane + 32 * j < nch) cuda::load8(x, r, (lane + 32 * j) * 8, v[j]);
+#pragma unroll
+  for (int j = 0; j < kNch; ++j) {  // in flight with x: not a second round trip after the sum
+    const int c = lane + 32 * j;
+    if (c >= nch) continue;
+    cuda::load8(scale, 0, c * 8, sc[j]);
+    if (shift.p) {
+      cuda::load8(shift, 0, c * 8, sh[j]);
+    } else {
+#pragma unroll
+      for (int e = 0; e < 8; ++e) sh[j][e] = 0.f;
+    }
+  }
   if (delta.p) {
     float dv[kNch][8], gv[kNch][8];
 #pragma unroll
@@ -158,16 +170,9 @@ __global__ void __launch_bounds__(32 * kWarpRowsPerBlock)
   for (int j = 0; j < kNch; ++j) {
     const int c = lane + 32 * j;
     if (c >= nch) continue;
-    float sc[8], sh[8], o[8];
-    cuda::load8(scale, 0, c * 8, sc);
-    if (shift.p) {
-      cuda::load8(shift, 0, c * 8, sh);
-    } else {
+    float o[8];
 #pragma unroll
-      for (int e = 0; e < 8; ++e) sh[e] = 0.f;
-    }
-#pragma unroll
-    for (int e = 0; e < 8; ++e) o[e] = v[j][e] * inv * (mul + sc[e]) + sh[e];
+    for (int e = 0; e < 8; ++e) o[e] = v[j][e] * inv * (mul + sc[j][e]) + sh[j][e];
     cuda::store8(y, r, c * 8, o);
   }
 }

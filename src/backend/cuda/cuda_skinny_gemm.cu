@@ -173,17 +173,32 @@ __global__ void __launch_bounds__(kThreads, 2) skinny_gemm_kernel(const SkinnyAr
         }
         return;
       }
-      if (a.pro == kProGeglu) {  // through registers (measured faster than cp.async + rewrite)
-        for (int i = threadIdx.x; i < total; i += kThreads) {
-          const int m = i >> sh, c = i & mask, k = k0 + 8 * c;
-          uint4 v = make_uint4(0u, 0u, 0u, 0u);
-          if (m < a.M && k < ke) {
-            const __nv_bfloat16* xr = x + m * a.ldx + k;
-            v = geglu_x8(__ldg(reinterpret_cast<const uint4*>(xr)),
-                         __ldg(reinterpret_cast<const uint4*>(xr + a.x_up)));
+      // (Not built into the SPLIT kernels, which take no GeGLU prologue: its registers made the
+      // qkv + RoPE kernel spill.)
+      if (!SPLIT && a.pro == kProGeglu) {  // through registers (faster than cp.async + rewrite)
+        // kGegluLoads vectors per thread issued before any is used: one L2 round trip for the
+        // whole stage where the plain loop waited on each vector in turn.
+        constexpr int kGegluLoads = 4;
+        for (int i0 = threadIdx.x; i0 < total; i0 += kGegluLoads * kThreads) {
+          uint4 gv[kGegluLoads], uv[kGegluLoads];
+#pragma unroll
+          for (int j = 0; j < kGegluLoads; ++j) {
+            const int i = i0 + j * kThreads, m = i >> sh, k = k0 + 8 * (i & mask);
+            gv[j] = uv[j] = make_uint4(0u, 0u, 0u, 0u);  // zeros past M / K: gelu(0) * 0 = 0
+            if (i < total && m < a.M && k < ke) {
+              const __nv_bfloat16* xr = x + m * a.ldx + k;
+              gv[j] = __ldg(reinterpret_cast<const uint4*>(xr));
+              uv[j] = __ldg(reinterpret_cast<const uint4*>(xr + a.x_up));
+            }
           }
-          if constexpr (W8) v = permute_x8(v);
-          *reinterpret_cast<uint4*>(smem + m * x_pitch + 16 * c) = v;
+#pragma unroll
+          for (int j = 0; j < kGegluLoads; ++j) {
+            const int i = i0 + j * kThreads;
+            if (i >= total) break;
+            uint4 v = geglu_x8(gv[j], uv[j]);
+            if constexpr (W8) v = permute_x8(v);
+            *reinterpret_cast<uint4*>(smem + (i >> sh) * x_pitch + 16 * (i & mask)) = v;
+          }
         }
         return;
       }

@@ -238,8 +238,9 @@ __device__ __forceinline__ int weight_row(const SkinnyArgs& a, int n) {
 // unfused path holds it, rotated with its pair's value (the neighbouring lane: the whole warp
 // calls this together) using qkv_split_rope's arithmetic, and stored into q, k or v.
 // active: whether this lane stores (every lane of the warp calls, for the shuffle).
+// pos_base: *s.pos_base when the caller loaded it already (push_reduce_epilogue), else -1.
 __device__ __forceinline__ void store_qkv_split(const QkvSplit& s, int m, int n, float v,
-                                                bool active = true) {
+                                                bool active = true, int pos_base = -1) {
   v = __bfloat162float(__float2bfloat16_rn(v));
   const float partner = __shfl_xor_sync(0xffffffffu, v, 1);
   if (!active) return;
@@ -247,7 +248,9 @@ __device__ __forceinline__ void store_qkv_split(const QkvSplit& s, int m, int n,
   if (n < s.rope_cols) {
     const int d = s.head_dim, head = n / d, j = n - head * d, i = j >> 1;
     float cs, sn, o1, o2;
-    cuda::rope_cos_sin(cuda::rope_position(s.pos_offset, s.pos_base, m), s.inv_freq[i], &cs, &sn);
+    const float pos = pos_base >= 0 ? cuda::rope_position(s.pos_offset, &pos_base, m)
+                                    : cuda::rope_position(s.pos_offset, s.pos_base, m);
+    cuda::rope_cos_sin(pos, s.inv_freq[i], &cs, &sn);
     const bool first = (j & 1) == 0;  // this lane holds x1 (row i), its partner x2 (i + D/2)
     cuda::rope_rotate(first ? v : partner, first ? partner : v, cs, sn, o1, o2);
     v = first ? o1 : o2;
@@ -287,12 +290,30 @@ __device__ __forceinline__ void push_reduce_epilogue(const SkinnyArgs& a, const 
       }
     }
   }
+  // The epilogue's operands that do not depend on the sums (scale, bias, gate, the residual y,
+  // the RoPE position base) are loaded before the barrier: their round trip overlaps it instead
+  // of following it. A thread's outputs: e = tid + i kThreads, i < kMaxIters (M <= 8 MT, ro <=
+  // kRows / 2).
+  constexpr int kMaxIters = (8 * MT * (kRows / 2) + kThreads - 1) / kThreads;
+  const int outs = a.M << ro_sh;
+  const float w_scale = W8 ? *a.w_scale : 1.f;
+  const int pos_base = SPLIT && a.split.pos_base ? *a.split.pos_base : 0;
+  float pre_bias[kMaxIters], pre_gate[kMaxIters], pre_y[kMaxIters];
+#pragma unroll
+  for (int i = 0; i < kMaxIters; ++i) {
+    const int e = i * kThreads + static_cast<int>(threadIdx.x);
+    const int m = e >> ro_sh, n = n_base + q_self * ro + (e & (ro - 1));
+    const bool live = e < outs && n < a.N;
+    pre_bias[i] = live ? cuda::load_vec(a.bias, n, 0.f) : 0.f;
+    pre_gate[i] = !SPLIT && live ? cuda::load_vec(a.gate, n, 1.f) : 1.f;
+    pre_y[i] = !SPLIT && live && a.accumulate ? cuda::load(a.y, m, n) : 0.f;
+  }
   cluster_arrive();
   cluster_wait();
-  const float w_scale = W8 ? *a.w_scale : 1.f;
-  const int outs = a.M << ro_sh;
-  for (int e0 = 0; e0 < outs; e0 += kThreads) {  // uniform trip count: SPLIT's shuffle
-    const int e = e0 + static_cast<int>(threadIdx.x);
+#pragma unroll
+  for (int i = 0; i < kMaxIters; ++i) {  // uniform trip count: SPLIT's shuffle
+    const int e = i * kThreads + static_cast<int>(threadIdx.x);
+    if (i * kThreads >= outs) break;
     const bool on = e < outs;
     const int m = on ? e >> ro_sh : 0, rl = e & (ro - 1);
     float s = 0.f;
@@ -302,15 +323,14 @@ __device__ __forceinline__ void push_reduce_epilogue(const SkinnyArgs& a, const 
     }
     const int n = n_base + q_self * ro + rl;
     const bool live = on && n < a.N;
-    const float bias_n = live ? cuda::load_vec(a.bias, n, 0.f) : 0.f;
-    float v = cuda::apply_act(a.act, (W8 ? s * w_scale : s) + bias_n);
+    float v = cuda::apply_act(a.act, (W8 ? s * w_scale : s) + pre_bias[i]);
     if constexpr (SPLIT) {
-      store_qkv_split(a.split, m, n, v, live);
+      store_qkv_split(a.split, m, n, v, live, pos_base);
       continue;
     }
     if (!live) continue;
-    if (a.gate.p) v *= cuda::load_vec(a.gate, n, 1.f);  // the gated residual of fused_linear
-    if (a.accumulate) v += cuda::load(a.y, m, n);
+    v *= pre_gate[i];  // the gated residual of fused_linear (1 without a gate)
+    if (a.accumulate) v += pre_y[i];
     cuda::store(a.y, m, n, v);
   }
 }

@@ -73,7 +73,7 @@ struct SkinnyQkvRope {
 };
 // Whether skinny_gemm_qkv_rope can run it: what skinny_fused_supported needs of x / w / pro,
 // w rows = (Hq + 2 Hkv) head_dim, a multiple of 64, even head_dim <= 2 kSkinnyMaxRopePairs,
-// M <= kSkinnyMaxSplitRows (the action expert's horizon 10 and below).
+// M <= kSkinnyMaxSplitRows (the action expert's horizon 10 and below); no GeGLU prologue.
 bool skinny_qkv_rope_supported(const Tensor& x, const Tensor& w, const LinearPrologue& pro,
                                const SkinnyQkvRope& r);
 // One launch; precondition skinny_qkv_rope_supported (throws kInternal otherwise).

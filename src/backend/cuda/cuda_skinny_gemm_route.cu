@@ -117,7 +117,7 @@ void skinny_gemm_fused(CudaBackend& be, Tensor y, Tensor x, Tensor w, const Line
 bool skinny_qkv_rope_supported(const Tensor& x, const Tensor& w, const LinearPrologue& pro,
                                const SkinnyQkvRope& r) {
   const int64_t M = x.rows(), D = r.head_dim;
-  if (M > kSkinnyMaxSplitRows) return false;
+  if (M > kSkinnyMaxSplitRows || pro.kind == LinearPrologue::Kind::kGeglu) return false;
   if (r.num_q_heads < 1 || r.num_kv_heads < 1 || D < 2 || D % 2 != 0) return false;
   if (r.theta != 0.f && D / 2 > kSkinnyMaxRopePairs) return false;
   const int64_t q_cols = r.num_q_heads * D, kv_cols = r.num_kv_heads * D;
