@@ -109,8 +109,9 @@ __global__ void __launch_bounds__(32 * kWarpRowsPerBlock)
   }
 }
 
-// Same contract as rms_norm_kernel. All loads of a stage are issued before the first use (x with
-// scale and shift, then delta and gate) so one row costs about one memory latency per stage.
+// Same contract as rms_norm_kernel. All loads of a stage are issued before the first use (x, with
+// scale and shift for short rows; then delta and gate) so a row costs about one memory latency
+// per stage.
 template <int kNch>
 __global__ void __launch_bounds__(32 * kWarpRowsPerBlock)
     rms_norm_warp_kernel(Mat x, Mat delta, Mat gate, Mat y, Mat scale, float mul, Mat shift,
@@ -120,21 +121,28 @@ __global__ void __launch_bounds__(32 * kWarpRowsPerBlock)
   const int r = blockIdx.x * kWarpRowsPerBlock + (threadIdx.x >> 5);
   if (r >= M) return;
   const int nch = D / 8;
-  float v[kNch][8], sc[kNch][8], sh[kNch][8];
+  // Rows of up to 1024 elements (the expert's latency-bound 10-row norms) load scale and shift
+  // with x, in flight together instead of a second round trip after the sum; longer rows (the
+  // prefix: many rows, throughput-bound) load them after it, where holding both spills.
+  constexpr bool kEarly = kNch <= 4;
+  constexpr int kPar = kEarly ? kNch : 1;
+  float v[kNch][8], sc[kPar][8], sh[kPar][8];
+  auto load_params = [&](int c, float(&s8)[8], float(&h8)[8]) {
+    cuda::load8(scale, 0, c * 8, s8);
+    if (shift.p) {
+      cuda::load8(shift, 0, c * 8, h8);
+    } else {
+#pragma unroll
+      for (int e = 0; e < 8; ++e) h8[e] = 0.f;
+    }
+  };
 #pragma unroll
   for (int j = 0; j < kNch; ++j)
     if (lane + 32 * j < nch) cuda::load8(x, r, (lane + 32 * j) * 8, v[j]);
+  if constexpr (kEarly) {
 #pragma unroll
-  for (int j = 0; j < kNch; ++j) {  // in flight with x: not a second round trip after the sum
-    const int c = lane + 32 * j;
-    if (c >= nch) continue;
-    cuda::load8(scale, 0, c * 8, sc[j]);
-    if (shift.p) {
-      cuda::load8(shift, 0, c * 8, sh[j]);
-    } else {
-#pragma unroll
-      for (int e = 0; e < 8; ++e) sh[j][e] = 0.f;
-    }
+    for (int j = 0; j < kNch; ++j)
+      if (lane + 32 * j < nch) load_params(lane + 32 * j, sc[j], sh[j]);
   }
   if (delta.p) {
     float dv[kNch][8], gv[kNch][8];
@@ -170,9 +178,11 @@ __global__ void __launch_bounds__(32 * kWarpRowsPerBlock)
   for (int j = 0; j < kNch; ++j) {
     const int c = lane + 32 * j;
     if (c >= nch) continue;
+    const int p = kEarly ? j : 0;
+    if constexpr (!kEarly) load_params(c, sc[0], sh[0]);
     float o[8];
 #pragma unroll
-    for (int e = 0; e < 8; ++e) o[e] = v[j][e] * inv * (mul + sc[j][e]) + sh[j][e];
+    for (int e = 0; e < 8; ++e) o[e] = v[j][e] * inv * (mul + sc[p][e]) + sh[p][e];
     cuda::store8(y, r, c * 8, o);
   }
 }
