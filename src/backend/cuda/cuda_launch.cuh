@@ -7,12 +7,15 @@
 //
 // The rule (every kernel launched through launch() must follow it):
 //  - A kernel launched with PDL may start while the previous kernel on the stream still runs.
-//    It must call pdl_wait() before ANY global memory read of activations (anything a kernel or
-//    copy of this predict may have written: inputs, KV cache, device lengths, FP8 scales, scratch)
-//    and before ANY global write or atomic (write-after-read: the previous kernel may still read
-//    what it would overwrite; error flags included). Only reads of data nothing writes during a
-//    predict (weights, constant tables) and pure index arithmetic may come before it. In doubt:
-//    pdl_wait() is the first statement.
+//    It must call pdl_wait() before ANY global memory read of activations (anything a kernel of
+//    this predict may have written: KV cache, FP8 scales, scratch, every op output) and before
+//    ANY global write or atomic (write-after-read: the previous kernel may still read what it
+//    would overwrite; error flags included). Only reads of data no kernel writes during a predict
+//    and pure index arithmetic may come before it: weights, constant tables, and the predict's
+//    inputs that copy_to_device writes before its first kernel (a copy is never a programmatic
+//    dependent: it waits for every earlier kernel, and the kernels after it wait for the copy),
+//    such as the device lengths (AttentionParams::key_valid). In doubt: pdl_wait() is the first
+//    statement.
 //  - Every kernel launched with pdl = true must call pdl_wait() on every path that touches
 //    global memory (a thread that returns before touching memory needs none); a kernel that
 //    never calls it must be launched with pdl = false (launch() cannot check this).
