@@ -2,7 +2,7 @@
 # Builds the `flashrt` CLI (plus $BINS, e.g. BINS="bench_fused_linear_cuda") of several git refs
 # (commits or branches) in the sm_90a build folder and packs them into .device/variants.tar.xz,
 # for gpu_suite.sh's `variants` stage: one call times every candidate on the same warm GPU
-# (kernel changes measured in the model, not only in microbenchmarks; performance.md session 8).
+# (kernel changes measured in the model, not only in microbenchmarks; performance_history.md session 8).
 #   bash scripts/device/build_variants.sh main exp/skinny-push-reduce
 # Needs a clean working tree (it checks each ref out in turn, then returns to where it was);
 # switching refs in one build folder rebuilds only what changed.

@@ -129,7 +129,7 @@ class CudaBackend final : public Backend {
   // Whether expert_attention runs its qkv projection and qkv_split_rope as one skinny launch
   // (the split / RoPE in the GEMM's epilogue, bit-identical to the two ops) where the skinny
   // kernel takes the projection. On by default (measured ~1.8 us faster per expert layer on the
-  // H100, docs/performance.md session 8); tests and benchmarks switch it to compare the two.
+  // H100, docs/performance_history.md session 8); tests and benchmarks switch it to compare the two.
   void set_qkv_rope_fusion(bool on) { qkv_rope_fusion_ = on; }
   // Whether a cuBLASLt plan's first call times the heuristic's candidate algorithms and keeps
   // the fastest (cuda_gemm_tune.h); on by default, off: the heuristic's first (tests compare).

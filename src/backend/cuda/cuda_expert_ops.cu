@@ -3,7 +3,7 @@
 // projection and qkv_split_rope) as one skinny launch where that applies (expert_qkv_rope).
 // One-launch persistent kernels for both halves (bulk async weight copies, grid barriers, also
 // chained phase by phase) measured 1.6-2x slower than these compositions on the H100 / H200 and
-// were removed (docs/performance.md, sessions 6 and 7).
+// were removed (docs/performance_history.md, sessions 6 and 7).
 // Covered by tests/gpu/test_cuda_expert_attention.cpp and test_cuda_expert_mlp.cpp; timed by
 // bench/bench_expert_cuda.cpp.
 #include "backend/cuda/cuda_backend.h"
