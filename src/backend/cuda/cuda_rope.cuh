@@ -33,14 +33,11 @@ __device__ __forceinline__ void rope_cos_sin(float pos, float inv_freq, float* c
   *s_out = static_cast<float>(s);
 }
 
-// Row r's position as the CPU twin forms it: pos_offset + base + r as an integer, then one
-// rounding to float. base: pos_base[0] (device), already read by the caller.
-__device__ __forceinline__ float rope_position_at(int pos_offset, int base, int64_t r) {
-  return static_cast<float>(static_cast<int64_t>(pos_offset) + base + r);
-}
-// The same reading pos_base[0] (0 when null).
+// Row r's position as the CPU twin forms it: pos_offset + pos_base[0] (device, or 0 when null)
+// + r as an integer, then one rounding to float.
 __device__ __forceinline__ float rope_position(int pos_offset, const int* pos_base, int64_t r) {
-  return rope_position_at(pos_offset, pos_base ? *pos_base : 0, r);
+  const int64_t base = pos_base ? static_cast<int64_t>(*pos_base) : 0;
+  return static_cast<float>(static_cast<int64_t>(pos_offset) + base + r);
 }
 
 // A rotation pair (x1 at i, x2 at i + D/2) -> x1 cos - x2 sin, x2 cos + x1 sin, with unfused

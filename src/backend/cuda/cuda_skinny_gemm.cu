@@ -342,7 +342,6 @@ __global__ void __launch_bounds__(kThreads, 2) skinny_gemm_kernel(const SkinnyAr
   const float bias_n = live ? cuda::load_vec(a.bias, n, 0.f) : 0.f;
   const float gate_n = live ? cuda::load_vec(a.gate, n, 1.f) : 1.f;
   const float w_scale = W8 ? *a.w_scale : 1.f;  // after griddepcontrol.wait: may be new
-  const int pos_base = SPLIT ? split_pos_base(a) : 0;  // once, not per output
   constexpr int kGroup = 4;  // x rows per thread finished together
   float out[kGroup];
   int m_first = lin / kRows;
@@ -377,7 +376,7 @@ __global__ void __launch_bounds__(kThreads, 2) skinny_gemm_kernel(const SkinnyAr
       if (m >= a.M) continue;
       float v = cuda::apply_act(a.act, (W8 ? out[i] * w_scale : out[i]) + bias_n);
       if constexpr (SPLIT) {  // live, m warp-uniform (N % 64 == 0): the pair's shuffle is safe
-        store_qkv_split(a.split, m, n, v, pos_base);
+        store_qkv_split(a.split, m, n, v);
         continue;
       }
       if (a.gate.p) v *= gate_n;  // the gated residual of fused_linear

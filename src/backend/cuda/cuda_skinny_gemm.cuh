@@ -225,12 +225,6 @@ __device__ __forceinline__ void finish_norm_stage(const SkinnyArgs& a, unsigned 
 
 // ---- skinny_gemm_qkv_rope's epilogue (SkinnyArgs::split) ----
 
-// The RoPE position base of the split epilogue (*split.pos_base, 0 without one): read once per
-// thread after griddepcontrol.wait, before the epilogue needs it.
-__device__ __forceinline__ int split_pos_base(const SkinnyArgs& a) {
-  return a.split.pos_base ? *a.split.pos_base : 0;
-}
-
 // The weight row behind tile row n. With the split epilogue, rows below rope_cols are taken in
 // rotation-pair order: tile rows 2i, 2i + 1 of a head are its rows i and i + D/2, so the two
 // values RoPE rotates together land in adjacent lanes of the epilogue. Also the output column.
@@ -243,10 +237,10 @@ __device__ __forceinline__ int weight_row(const SkinnyArgs& a, int n) {
 // Output (m, tile row n) = v, the fp32 GEMM result: rounded to bf16 as the qkv buffer of the
 // unfused path holds it, rotated with its pair's value (the neighbouring lane: the whole warp
 // calls this together) using qkv_split_rope's arithmetic, and stored into q, k or v.
-// pos_base: split_pos_base(), read once by the caller; active: whether this lane stores (every
-// lane of the warp calls, for the shuffle).
+// active: whether this lane stores (every lane of the warp calls, for the shuffle).
+// pos_base: *s.pos_base when the caller loaded it already (push_reduce_epilogue), else -1.
 __device__ __forceinline__ void store_qkv_split(const QkvSplit& s, int m, int n, float v,
-                                                int pos_base, bool active = true) {
+                                                bool active = true, int pos_base = -1) {
   v = __bfloat162float(__float2bfloat16_rn(v));
   const float partner = __shfl_xor_sync(0xffffffffu, v, 1);
   if (!active) return;
@@ -254,8 +248,9 @@ __device__ __forceinline__ void store_qkv_split(const QkvSplit& s, int m, int n,
   if (n < s.rope_cols) {
     const int d = s.head_dim, head = n / d, j = n - head * d, i = j >> 1;
     float cs, sn, o1, o2;
-    cuda::rope_cos_sin(cuda::rope_position_at(s.pos_offset, pos_base, m), s.inv_freq[i], &cs,
-                       &sn);
+    const float pos = pos_base >= 0 ? cuda::rope_position(s.pos_offset, &pos_base, m)
+                                    : cuda::rope_position(s.pos_offset, s.pos_base, m);
+    cuda::rope_cos_sin(pos, s.inv_freq[i], &cs, &sn);
     const bool first = (j & 1) == 0;  // this lane holds x1 (row i), its partner x2 (i + D/2)
     cuda::rope_rotate(first ? v : partner, first ? partner : v, cs, sn, o1, o2);
     v = first ? o1 : o2;
@@ -302,7 +297,7 @@ __device__ __forceinline__ void push_reduce_epilogue(const SkinnyArgs& a, const 
   constexpr int kMaxIters = (8 * MT * (kRows / 2) + kThreads - 1) / kThreads;
   const int outs = a.M << ro_sh;
   const float w_scale = W8 ? *a.w_scale : 1.f;
-  const int pos_base = SPLIT ? split_pos_base(a) : 0;
+  const int pos_base = SPLIT && a.split.pos_base ? *a.split.pos_base : 0;
   float pre_bias[kMaxIters], pre_gate[kMaxIters], pre_y[kMaxIters];
 #pragma unroll
   for (int i = 0; i < kMaxIters; ++i) {
@@ -330,7 +325,7 @@ __device__ __forceinline__ void push_reduce_epilogue(const SkinnyArgs& a, const 
     const bool live = on && n < a.N;
     float v = cuda::apply_act(a.act, (W8 ? s * w_scale : s) + pre_bias[i]);
     if constexpr (SPLIT) {
-      store_qkv_split(a.split, m, n, v, pos_base, live);
+      store_qkv_split(a.split, m, n, v, live, pos_base);
       continue;
     }
     if (!live) continue;
