@@ -1,9 +1,12 @@
 """Per-stage, per-kernel GPU time of one eager predict from an Nsight Compute CSV.
 
   ncu --clock-control none --metrics gpu__time_duration.sum --csv --log-file ncu.csv \\
-      flashrt bench --no-graphs --iters 1 --warmup 0 ...     (scripts/device/gpu_suite.sh STAGES=ncu)
+      flashrt bench --no-graphs --iters 1 --warmup 1 ...     (scripts/device/gpu_suite.sh STAGES=ncu)
   python3 bench/kernel_breakdown.py ncu.csv
 
+With several predicts in the CSV (STAGES=ncu runs one warm-up predict, whose first call also times
+the cuBLASLt candidates and, in FP8, calibrates) only the last one is counted (--all: every one):
+a predict starts at an image resize that follows denoise kernels.
 Load-time kernels (weight conversion) are dropped. Stages are found from kernel order: the
 image resize opens "vision", the token-embedding gather opens "prefix", the first kernel after
 the last prefix-layer kernel that writes K/V... is approximated by the first time embedding /
@@ -26,7 +29,7 @@ def short(name):
     return name[:60]
 
 
-def main(path):
+def main(path, keep_all=False):
     rows = []
     with open(path) as f:
         lines = [l for l in f if l.startswith('"')]
@@ -35,10 +38,15 @@ def main(path):
             continue
         rows.append((r["Kernel Name"], float(r["Metric Value"].replace(",", "")) / 1e3))
     rows = [r for r in rows if not any(k in r[0] for k in LOAD_KERNELS)]
-    stage, out = "other", []
+    stage, out, predicts = "other", [], 1
     for name, us in rows:
         s = short(name)
-        if "resize" in s and stage in ("other",):
+        if "resize" in s and stage == "denoise":  # the next predict
+            predicts += 1
+            if not keep_all:
+                out = []
+            stage = "vision"
+        elif "resize" in s and stage in ("other",):
             stage = "vision"
         elif "embed_gather" in s and stage == "vision":
             stage = "prefix"
@@ -49,7 +57,9 @@ def main(path):
     by_stage = collections.OrderedDict()
     for st, _, u in out:
         by_stage[st] = by_stage.get(st, 0) + u
-    print(f"{len(out)} kernels, {total / 1e3:.3f} ms of kernel time")
+    which = "all of them" if keep_all or predicts == 1 else "the last"
+    print(f"{predicts} predict(s), counting {which}: {len(out)} kernels, "
+          f"{total / 1e3:.3f} ms of kernel time")
     for st, u in by_stage.items():
         print(f"  {st:8s} {u / 1e3:8.3f} ms  {100 * u / total:5.1f} %")
     agg = collections.defaultdict(lambda: [0, 0.0])
@@ -65,4 +75,5 @@ def main(path):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "ncu.csv")
+    args = [a for a in sys.argv[1:] if a != "--all"]
+    main(args[0] if args else "ncu.csv", keep_all="--all" in sys.argv[1:])
