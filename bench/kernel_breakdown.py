@@ -41,12 +41,11 @@ def main(path, keep_all=False):
     stage, out, predicts = "other", [], 1
     for name, us in rows:
         s = short(name)
-        if "resize" in s and stage == "denoise":  # the next predict
-            predicts += 1
-            if not keep_all:
-                out = []
-            stage = "vision"
-        elif "resize" in s and stage in ("other",):
+        if "resize" in s and stage in ("other", "denoise"):
+            if stage == "denoise":  # the next predict
+                predicts += 1
+                if not keep_all:
+                    out = []
             stage = "vision"
         elif "embed_gather" in s and stage == "vision":
             stage = "prefix"
